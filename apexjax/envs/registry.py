@@ -1,0 +1,71 @@
+"""Task registry: ``make(name, **overrides)`` builds a registered task.
+
+Each entry is a factory taking a frozen :class:`~apexjax.envs.base.TaskConfig`
+subclass; overrides are that config's fields and are validated before any model
+is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from apexjax.envs.base import Task, TaskConfig
+
+__all__ = ["register", "make", "names", "config_class"]
+
+# name -> (module that defines it, factory, config class). Modules are imported on
+# first use so that importing apexjax never loads a model.
+_BUILTIN_MODULES = {
+    "pendulum_swingup": "apexjax.envs.tasks.pendulum",
+    "cartpole_swingup": "apexjax.envs.tasks.cartpole",
+    "reacher": "apexjax.envs.tasks.reacher",
+    "halfcheetah_running": "apexjax.envs.tasks.halfcheetah",
+    "humanoid_standup": "apexjax.envs.tasks.humanoid",
+}
+_REGISTRY: dict[str, tuple[Callable[[Any], Task], type[TaskConfig]]] = {}
+
+
+def register(name: str, factory: Callable[[Any], Task], config_cls: type[TaskConfig]) -> None:
+    """Registers ``factory(config) -> Task`` under ``name`` with its config class."""
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"register({name!r}): config_cls must be a dataclass, got {config_cls!r}")
+    _REGISTRY[name] = (factory, config_cls)
+
+
+def names() -> list[str]:
+    """Every known task name, sorted."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
+
+
+def _lookup(name: str) -> tuple[Callable[[Any], Task], type[TaskConfig]]:
+    if name not in _REGISTRY and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def config_class(name: str) -> type[TaskConfig]:
+    """The config dataclass of task ``name`` (its fields are the allowed overrides)."""
+    return _lookup(name)[1]
+
+
+def make(name: str, **overrides: Any) -> Task:
+    """Builds task ``name``; ``overrides`` set fields of its config.
+
+    Raises:
+      KeyError: unknown task (the message lists the known ones).
+      TypeError/ValueError: an unknown override or an invalid value (the message names
+        the field and what is allowed).
+    """
+    factory, config_cls = _lookup(name)
+    allowed = [f.name for f in dataclasses.fields(config_cls)]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"task {name!r}: unknown override(s) {unknown}; allowed: {', '.join(allowed)}"
+        )
+    return factory(config_cls(**overrides))
