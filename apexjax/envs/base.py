@@ -22,6 +22,8 @@ import numpy as np
 from flax import struct
 from mujoco import mjx
 
+from apexjax.configs import ConfigError
+
 __all__ = ["State", "Task", "MjxTask", "TaskConfig", "tree_is_finite"]
 
 
@@ -70,7 +72,7 @@ class TaskConfig:
             if f.type in ("int", int) and (
                 isinstance(v, bool) or not isinstance(v, (int, np.integer))
             ):
-                raise TypeError(f"{type(self).__name__}.{f.name}: expected an int, got {v!r}")
+                raise ConfigError(f"{type(self).__name__}.{f.name}: expected an int, got {v!r}")
             if f.type in ("float", float):
                 if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
                     raise TypeError(f"{type(self).__name__}.{f.name}: expected a float, got {v!r}")

@@ -12,9 +12,18 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from apexjax.configs import ConfigError
 from apexjax.envs.base import Task, TaskConfig
 
-__all__ = ["register", "make", "names", "config_class"]
+__all__ = ["UnknownTaskError", "register", "make", "names", "config_class"]
+
+
+class UnknownTaskError(ConfigError, KeyError):
+    """A task name that is not registered; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
 
 # name -> (module that defines it, factory, config class). Modules are imported on
 # first use so that importing apexjax never loads a model.
@@ -44,7 +53,7 @@ def _lookup(name: str) -> tuple[Callable[[Any], Task], type[TaskConfig]]:
     if name not in _REGISTRY and name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])
     if name not in _REGISTRY:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
+        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
     return _REGISTRY[name]
 
 
@@ -57,15 +66,15 @@ def make(name: str, **overrides: Any) -> Task:
     """Builds task ``name``; ``overrides`` set fields of its config.
 
     Raises:
-      KeyError: unknown task (the message lists the known ones).
-      TypeError/ValueError: an unknown override or an invalid value (the message names
+      UnknownTaskError: unknown task (the message lists the known ones).
+      ConfigError: an unknown override or an invalid value (the message names
         the field and what is allowed).
     """
     factory, config_cls = _lookup(name)
     allowed = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
-        raise TypeError(
+        raise ConfigError(
             f"task {name!r}: unknown override(s) {unknown}; allowed: {', '.join(allowed)}"
         )
     return factory(config_cls(**overrides))
