@@ -75,15 +75,17 @@ class TaskConfig:
                 raise ConfigError(f"{type(self).__name__}.{f.name}: expected an int, got {v!r}")
             if f.type in ("float", float):
                 if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-                    raise TypeError(f"{type(self).__name__}.{f.name}: expected a float, got {v!r}")
+                    raise ConfigError(
+                        f"{type(self).__name__}.{f.name}: expected a float, got {v!r}"
+                    )
                 if not np.isfinite(v):
-                    raise ValueError(f"{type(self).__name__}.{f.name}: must be finite, got {v!r}")
+                    raise ConfigError(f"{type(self).__name__}.{f.name}: must be finite, got {v!r}")
         if self.episode_length < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}.episode_length: must be >= 1, got {self.episode_length}"
             )
         if self.frame_skip < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}.frame_skip: must be >= 1, got {self.frame_skip}"
             )
 
