@@ -1,0 +1,139 @@
+"""Guidance: a per-step cost pulling planner candidates toward the policy, and its weight.
+
+The guidance cost of one imagined step is ``λ · mean_j (â_j − π̂(o(s))_j)²`` where ``â`` and
+``π̂`` are the candidate's and the policy's actions normalised to [−1, 1] by the task's bounds
+and ``o(s)`` is the observation of the imagined state ``s`` the action is taken in. It is
+handed to the planner through its ``extra_cost`` extension point.
+
+How λ adapts (REFERENCE.md leaves the paper's formula open; each reading is a mode):
+
+- ``off``: λ = 0 (no guidance).
+- ``fixed``: λ = λ0.
+- ``relative``: λ = λ0 · r with r = clip(1 − (C_π − C_best) / (|C_best| + ε), 0, 1), where C_π is
+  the task cost of the policy's own candidate and C_best the best candidate's, both from the
+  previous plan. r is 1 when the policy is as good as the expert and falls to 0 once the policy
+  is worse by more than the expert's own cost magnitude, so a poor early policy does not drag
+  the planner down.
+- ``normalized``: λ = λ0 · |C_best| / (D_best + ε), with D_best the unweighted guidance distance
+  (summed over the horizon) of the best candidate: the guidance stays a fixed fraction λ0 of the
+  task cost whatever the scale of either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal, get_args
+
+import jax
+import jax.numpy as jnp
+
+from apexjax.configs import ConfigError
+from apexjax.envs.base import State, Task
+
+__all__ = [
+    "GuidanceConfig",
+    "GuidanceMode",
+    "adaptive_weight",
+    "guidance_distance",
+    "make_guidance_cost",
+    "normalize_action",
+]
+
+GuidanceMode = Literal["off", "fixed", "relative", "normalized"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceConfig:
+    """Attributes:
+    mode: how λ is set each control step (see the module docstring).
+    weight: λ0, the base weight (>= 0).
+    eps: ε in the adaptive formulas (> 0), guards divisions by small costs.
+    """
+
+    mode: GuidanceMode = "relative"
+    weight: float = 1.0
+    eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(GuidanceMode):
+            raise ConfigError(
+                f"GuidanceConfig.mode: {self.mode!r} is not allowed; choose one of "
+                f"{list(get_args(GuidanceMode))}"
+            )
+        if not (isinstance(self.weight, (int, float)) and self.weight >= 0):
+            raise ConfigError(f"GuidanceConfig.weight: must be a float >= 0, got {self.weight!r}")
+        if not (isinstance(self.eps, (int, float)) and self.eps > 0):
+            raise ConfigError(f"GuidanceConfig.eps: must be a float > 0, got {self.eps!r}")
+
+
+def normalize_action(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Maps ``action [..., A]`` from ``[low, high]`` to ``[-1, 1]``."""
+    return 2.0 * (action - low) / (high - low) - 1.0
+
+
+def guidance_distance(
+    action: jax.Array, policy_action: jax.Array, low: jax.Array, high: jax.Array
+) -> jax.Array:
+    """Mean squared difference of normalised actions, ``[..., A] -> [...]``."""
+    diff = normalize_action(action, low, high) - normalize_action(policy_action, low, high)
+    return jnp.mean(diff**2, axis=-1)
+
+
+def make_guidance_cost(
+    task: Task, policy_fn: Callable[[jax.Array], jax.Array], weight: jax.Array
+) -> Callable[[State, jax.Array, State], jax.Array]:
+    """Guidance as a planner ``extra_cost(state, action, next_state) -> scalar``.
+
+    Args:
+      task: gives the observation of imagined states and the action bounds.
+      policy_fn: ``obs [O] -> action [A]`` (a closure over the current policy parameters;
+        it may hold traced values).
+      weight: λ, a scalar (traced: changing it never recompiles).
+    """
+    low = jnp.asarray(task.action_low)
+    high = jnp.asarray(task.action_high)
+
+    def extra_cost(state: State, action: jax.Array, next_state: State) -> jax.Array:
+        del next_state
+        pi = policy_fn(task.observation(state))
+        return weight * guidance_distance(action, pi, low, high)
+
+    return extra_cost
+
+
+def adaptive_weight(
+    config: GuidanceConfig,
+    *,
+    best_task_cost: jax.Array,
+    policy_task_cost: jax.Array | None = None,
+    best_distance: jax.Array | None = None,
+) -> jax.Array:
+    """λ for the next plan from the previous plan's costs (float32 scalar, always finite, >= 0).
+
+    Args:
+      config: the mode and λ0.
+      best_task_cost: task cost of the best candidate (summed over the horizon).
+      policy_task_cost: task cost of the policy's own candidate (``relative`` mode).
+      best_distance: unweighted guidance distance of the best candidate, summed over the
+        horizon (``normalized`` mode).
+    """
+    lam0 = jnp.float32(config.weight)
+    eps = jnp.float32(config.eps)
+    if config.mode == "off":
+        return jnp.float32(0.0)
+    if config.mode == "fixed":
+        return lam0
+    best = jnp.asarray(best_task_cost, jnp.float32)
+    if config.mode == "relative":
+        if policy_task_cost is None:
+            raise ValueError("adaptive_weight(mode='relative') needs policy_task_cost")
+        pol = jnp.asarray(policy_task_cost, jnp.float32)
+        r = jnp.clip(1.0 - (pol - best) / (jnp.abs(best) + eps), 0.0, 1.0)
+        lam = lam0 * r
+    else:
+        if best_distance is None:
+            raise ValueError("adaptive_weight(mode='normalized') needs best_distance")
+        dist = jnp.asarray(best_distance, jnp.float32)
+        lam = lam0 * jnp.abs(best) / (dist + eps)
+    return jnp.where(jnp.isfinite(lam), lam, 0.0)

@@ -1,0 +1,18 @@
+"""Shared test set-up: a persistent XLA compilation cache for the test process only.
+
+This is test configuration, not library behaviour: the library itself never changes
+JAX's global config.
+"""
+
+import os
+import pathlib
+
+import jax
+
+_CACHE = pathlib.Path(
+    os.environ.get(
+        "APEXJAX_TEST_CACHE", pathlib.Path(__file__).parent.parent / ".pytest_cache" / "jax"
+    )
+)
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -1,0 +1,106 @@
+"""Guidance cost and the adaptive weight on constructed cases."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import apexjax.envs as envs
+from apexjax.configs import ConfigError
+from apexjax.guidance import (
+    GuidanceConfig,
+    adaptive_weight,
+    guidance_distance,
+    make_guidance_cost,
+    normalize_action,
+)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return envs.make("pendulum_swingup")
+
+
+def test_normalize_maps_bounds_to_unit_interval():
+    low, high = jnp.array([-2.0, 0.0]), jnp.array([2.0, 1.0])
+    np.testing.assert_allclose(normalize_action(low, low, high), [-1, -1])
+    np.testing.assert_allclose(normalize_action(high, low, high), [1, 1])
+    np.testing.assert_allclose(normalize_action(jnp.array([0.0, 0.5]), low, high), [0, 0])
+
+
+def test_distance_is_mean_square_of_normalized_difference():
+    low, high = jnp.array([-2.0, -1.0]), jnp.array([2.0, 1.0])
+    d = guidance_distance(jnp.array([2.0, 0.0]), jnp.array([-2.0, 0.0]), low, high)
+    assert float(d) == pytest.approx((2.0**2) / 2)
+
+
+def test_guidance_cost_zero_when_candidate_equals_policy(task):
+    def policy(obs):
+        return jnp.tanh(obs[:1])
+
+    state = task.reset(jax.random.key(0))
+    cost = make_guidance_cost(task, policy, jnp.float32(3.0))
+    a = policy(task.observation(state))
+    nxt = task.step(state, a)
+    assert float(cost(state, a, nxt)) == 0.0
+    assert float(cost(state, a + 0.5, nxt)) == pytest.approx(3.0 * 0.5**2, rel=1e-5)
+
+
+def test_guidance_cost_is_vmappable_and_weight_is_traced(task):
+    state = task.reset(jax.random.key(1))
+
+    @jax.jit
+    def f(weight, actions):
+        cost = make_guidance_cost(task, lambda o: jnp.zeros(1), weight)
+        return jax.vmap(lambda a: cost(state, a, state))(actions)
+
+    out = f(jnp.float32(2.0), jnp.array([[0.0], [1.0]]))
+    np.testing.assert_allclose(out, [0.0, 2.0])
+    out = f(jnp.float32(0.5), jnp.array([[0.0], [1.0]]))
+    np.testing.assert_allclose(out, [0.0, 0.5])
+
+
+def test_off_and_fixed():
+    assert float(adaptive_weight(GuidanceConfig("off", 5.0), best_task_cost=1.0)) == 0.0
+    assert float(adaptive_weight(GuidanceConfig("fixed", 5.0), best_task_cost=1.0)) == 5.0
+
+
+def test_relative_rises_as_policy_approaches_expert():
+    cfg = GuidanceConfig("relative", 2.0, eps=1e-6)
+    lam = [
+        float(adaptive_weight(cfg, best_task_cost=10.0, policy_task_cost=c))
+        for c in (40.0, 20.0, 15.0, 10.0, 5.0)
+    ]
+    assert lam[0] == 0.0  # worse than the expert by more than its own cost: no guidance
+    assert lam[1] == pytest.approx(0.0, abs=1e-5)
+    assert lam[2] == pytest.approx(1.0)  # half-way: r = 0.5
+    assert lam[3] == pytest.approx(2.0)  # as good as the expert: full weight
+    assert lam[4] == pytest.approx(2.0)  # better: clipped at λ0
+    # negative costs (running tasks): closer to the expert still means a larger weight
+    neg = [
+        float(adaptive_weight(cfg, best_task_cost=-100.0, policy_task_cost=c))
+        for c in (50.0, -50.0, -100.0)
+    ]
+    assert neg == pytest.approx([0.0, 1.0, 2.0])
+
+
+def test_relative_is_zero_for_a_diverged_policy():
+    cfg = GuidanceConfig("relative", 1.0)
+    assert float(adaptive_weight(cfg, best_task_cost=1.0, policy_task_cost=jnp.inf)) == 0.0
+    assert float(adaptive_weight(cfg, best_task_cost=1.0, policy_task_cost=jnp.nan)) == 0.0
+
+
+def test_normalized_keeps_guidance_a_fixed_fraction_of_task_cost():
+    cfg = GuidanceConfig("normalized", 0.1, eps=1e-9)
+    for cost, dist in [(100.0, 4.0), (-3.0, 0.5)]:
+        lam = float(adaptive_weight(cfg, best_task_cost=cost, best_distance=dist))
+        assert lam * dist == pytest.approx(0.1 * abs(cost), rel=1e-5)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="mode"):
+        GuidanceConfig("adaptive")
+    with pytest.raises(ConfigError, match="weight"):
+        GuidanceConfig("fixed", -1.0)
+    with pytest.raises(ConfigError, match="eps"):
+        GuidanceConfig("fixed", 1.0, eps=0.0)
