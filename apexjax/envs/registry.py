@@ -2,7 +2,8 @@
 
 Each entry is a factory taking a frozen :class:`~apexjax.envs.base.TaskConfig`
 subclass; overrides are that config's fields and are validated before any model
-is loaded.
+is loaded. Prefixed names wrap other libraries' envs (see :mod:`apexjax.envs.adapters`):
+``"brax:<env>"`` and ``"playground:<env>"``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _BUILTIN_MODULES = {
     "halfcheetah_running": "apexjax.envs.tasks.halfcheetah",
     "humanoid_standup": "apexjax.envs.tasks.humanoid",
 }
+_ADAPTER_PREFIXES = ("brax:", "playground:")
 _REGISTRY: dict[str, tuple[Callable[[Any], Task], type[TaskConfig]]] = {}
 
 
@@ -65,11 +67,21 @@ def config_class(name: str) -> type[TaskConfig]:
 def make(name: str, **overrides: Any) -> Task:
     """Builds task ``name``; ``overrides`` set fields of its config.
 
+    ``"brax:<env>"`` / ``"playground:<env>"`` wrap that library's env; their overrides
+    are the adapter's keywords (``episode_length``, ``cost_fn``, ``success_fn``,
+    ``action_bounds``) and the env's own arguments.
+
     Raises:
       UnknownTaskError: unknown task (the message lists the known ones).
       ConfigError: an unknown override or an invalid value (the message names
         the field and what is allowed).
     """
+    if name.startswith(_ADAPTER_PREFIXES):
+        from apexjax.envs import adapters  # lazy: imports Brax / Playground on use
+
+        prefix, env_name = name.split(":", 1)
+        build = adapters.make_brax if prefix == "brax" else adapters.make_playground
+        return build(env_name, **overrides)
     factory, config_cls = _lookup(name)
     allowed = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(overrides) - set(allowed))
