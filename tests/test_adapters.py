@@ -21,7 +21,6 @@ def _check_task(task, obs_dim):
     reset = jax.jit(jax.vmap(task.reset))
     step = jax.jit(jax.vmap(task.step))
     cost = jax.jit(jax.vmap(task.cost))
-    env_step = jax.jit(jax.vmap(task.env.step))
     observe = jax.jit(jax.vmap(task.observation))
     keys = jax.random.split(jax.random.key(0), BATCH)
     a0 = jnp.linspace(-0.9, 0.9, BATCH * a).reshape(BATCH, a)
@@ -33,11 +32,11 @@ def _check_task(task, obs_dim):
     assert obs.shape == (BATCH, obs_dim)
     assert task.observation_dim == obs_dim
     np.testing.assert_array_equal(s2.t, np.full(BATCH, 2))
-    # cost is the negative of the wrapped env's reward for the same transition
-    direct = env_step(s0.data, a0)
-    np.testing.assert_allclose(cost(s0, a0, s1), -np.asarray(direct.reward), rtol=1e-6, atol=1e-7)
-    assert np.all(jax.vmap(task.is_finite)(s2))
-    assert not np.any(jax.vmap(task.success)(s2))
+    # the wrapped env's own state is carried, and cost is minus its step reward
+    assert type(s1.data) is type(jax.eval_shape(task.env.reset, jax.random.key(0)))
+    np.testing.assert_array_equal(cost(s0, a0, s1), -np.asarray(s1.data.reward))
+    assert np.all(jax.jit(jax.vmap(task.is_finite))(s2))
+    assert not np.any(jax.jit(jax.vmap(task.success))(s2))
     # stepping twice from a copy reproduces stepping twice from the original exactly
     copy = jax.tree_util.tree_map(jnp.copy, s1)
     from_copy = step(step(copy, a1), a0)
@@ -50,6 +49,12 @@ def _check_task(task, obs_dim):
     assert not np.allclose(obs[0], obs[-1])
     np.testing.assert_array_equal(task.action_low, -np.ones(a, np.float32))
     np.testing.assert_array_equal(task.action_high, np.ones(a, np.float32))
+    # step is type-stable (dtypes and weak types), so it can be a scan carry
+    one = jax.eval_shape(task.reset, jax.random.key(0))
+    nxt = jax.eval_shape(task.step, one, jnp.zeros((a,)))
+    assert jax.tree_util.tree_structure(one) == jax.tree_util.tree_structure(nxt)
+    for x, y in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(nxt), strict=True):
+        assert (x.shape, x.dtype, x.weak_type) == (y.shape, y.dtype, y.weak_type)
     # a wrong action shape names the task
     with pytest.raises(ValueError, match=task.name):
         jax.eval_shape(task.step, task.reset(jax.random.key(1)), jnp.zeros((a + 1,)))

@@ -63,6 +63,22 @@ def flatten_observation(obs: Any) -> jax.Array:
     return jnp.ravel(jnp.asarray(obs))
 
 
+def _strong(x: Any) -> Any:
+    """``x`` as an array that is not weakly typed (PRNG key arrays as they are)."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return x
+    return jax.lax.convert_element_type(x, x.dtype)
+
+
+def _like(x: Any, ref: Any) -> Any:
+    """``x`` cast to the (strong) dtype of ``ref``."""
+    ref_dtype = jnp.asarray(ref).dtype
+    if jnp.issubdtype(ref_dtype, jax.dtypes.prng_key):
+        return x
+    return jax.lax.convert_element_type(x, ref_dtype)
+
+
 class EnvTask(Task):
     """A Brax or Playground env as a :class:`Task`; build it with :func:`from_brax` or
     :func:`from_playground`.
@@ -117,23 +133,25 @@ class EnvTask(Task):
                 )
         self.action_low, self.action_high = low, high
 
-    def _normalise(self, env_state: Any) -> Any:
-        # Some envs return a Python float reward/done from step but arrays from reset;
-        # fixed float32 arrays keep the state's pytree type stable under scan.
-        return env_state.replace(
-            reward=jnp.asarray(env_state.reward, jnp.float32),
-            done=jnp.asarray(env_state.done, jnp.float32),
-        )
-
     def reset(self, key: jax.Array) -> State:
         """The wrapped env's reset from ``key`` (a PRNG key, typed or raw)."""
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
             key = jax.random.key_data(key)  # both libraries expect raw uint32 keys
-        return State(data=self._normalise(self.env.reset(key)), t=jnp.zeros((), jnp.int32))
+        env_state = jax.tree_util.tree_map(_strong, self.env.reset(key))
+        return State(data=env_state, t=jnp.zeros((), jnp.int32))
 
     def _step(self, state: State, action: jax.Array) -> State:
-        env_state = self._normalise(self.env.step(state.data, action))
-        return state.replace(data=env_state, t=state.t + 1)
+        old = state.data
+        new = self.env.step(old, action)
+        # Envs may return Python floats or weakly typed leaves from step (Brax's reward
+        # and time_out) where reset gave float32 arrays; casting to the input's types
+        # keeps the state type-stable, so a jitted step does not recompile per call and
+        # a scan carry keeps its type.
+        if jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(old):
+            new = jax.tree_util.tree_map(_like, new, old)
+        else:
+            new = jax.tree_util.tree_map(_strong, new)
+        return state.replace(data=new, t=state.t + 1)
 
     def cost(self, state: State, action: jax.Array, next_state: State) -> jax.Array:
         """``cost_fn(state, action, next_state)`` if given, else ``-next_state.data.reward``."""
