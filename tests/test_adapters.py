@@ -142,3 +142,16 @@ def test_importing_apexjax_does_not_import_brax_or_playground():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_adapter_names_have_no_config_class():
+    from apexjax.envs import config_class
+
+    with pytest.raises(ConfigError, match="episode_length"):
+        config_class("brax:inverted_pendulum")
+
+
+def test_bad_brax_argument_raises_config_error():
+    pytest.importorskip("brax", reason="brax is not installed")
+    with pytest.raises(ConfigError, match="brax:inverted_pendulum"):
+        make("brax:inverted_pendulum", no_such_argument=1)

@@ -61,6 +61,12 @@ def _lookup(name: str) -> tuple[Callable[[Any], Task], type[TaskConfig]]:
 
 def config_class(name: str) -> type[TaskConfig]:
     """The config dataclass of task ``name`` (its fields are the allowed overrides)."""
+    if name.startswith(_ADAPTER_PREFIXES):
+        raise ConfigError(
+            f"task {name!r} wraps another library's env and has no config class; its "
+            "overrides are episode_length, cost_fn, success_fn, action_bounds and the "
+            "env's own arguments (see apexjax.envs.adapters)"
+        )
     return _lookup(name)[1]
 
 
