@@ -298,11 +298,15 @@ def with_hyperparams(
     init_std: float | jax.Array | None = None,
 ) -> PlannerState:
     """Replaces the traced hyperparameters (no recompilation of a jitted ``plan``)."""
-    changes = {
-        k: jnp.asarray(v, jnp.float32)
-        for k, v in dict(beta=beta, momentum=momentum, init_std=init_std).items()
-        if v is not None
-    }
+    changes = {}
+    for k, v in dict(beta=beta, momentum=momentum, init_std=init_std).items():
+        if v is None:
+            continue
+        old = getattr(planner_state, k)
+        v = jnp.broadcast_to(jnp.asarray(v, jnp.float32), old.shape)
+        if not isinstance(v, jax.core.Tracer) and not isinstance(old, jax.core.Tracer):
+            v = jax.device_put(v, old.sharding)  # same placement: no recompilation
+        changes[k] = v
     return planner_state.replace(**changes)
 
 
