@@ -1,0 +1,294 @@
+"""APEX: one jitted outer iteration (``make_train_step``) over pure pieces.
+
+One iteration, all inside one ``jax.jit``, vmapped over ``num_envs`` parallel episodes:
+
+1. Expert episodes: the guided iCEM planner acts. Each control step it plans from the
+   current state with (a) the policy's own closed-loop rollout (and optional noisy copies)
+   injected as candidates and (b) the guidance cost weighted by λ; λ for the next step comes
+   from :func:`apexjax.guidance.adaptive_weight` on this step's plan. The (observation,
+   planner action) pairs are behaviour-cloning data.
+2. DAgger episodes: the policy acts; at every visited state the guided planner plans
+   (sequentially along the trajectory, warm-started from the previous step's plan) and its
+   action is the label.
+3. Aggregation into the fixed-capacity dataset, normaliser update with the new observations.
+4. ``sgd_steps`` minibatch steps on the whole aggregated dataset (warm start).
+5. Evaluation of the updated policy alone (no planner) on fresh episodes.
+
+Returns are ``-sum(cost)`` over an episode. The Python side (:mod:`apexjax.train`) only
+iterates, logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from apexjax import aggregator, policy
+from apexjax.configs import ConfigError
+from apexjax.envs import make as make_task
+from apexjax.envs.base import Task
+from apexjax.guidance import GuidanceConfig, adaptive_weight, guidance_distance, make_guidance_cost
+from apexjax.planning import icem
+from apexjax.planning.noise import colored_noise
+from apexjax.planning.rollout import rollout_closed_loop, rollout_open_loop
+
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "build_task",
+    "init_train_state",
+    "make_train_step",
+    "metrics_to_python",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """APEX training settings (every field is validated when the config is built).
+
+    Attributes:
+      task: registered task name.
+      seed: PRNG seed of the whole run.
+      iterations: outer iterations for :func:`apexjax.train.train`.
+      num_envs: parallel episodes per phase (expert, DAgger, evaluation).
+      episode_length: control steps per training episode; 0 uses the task's own length.
+      expert_data: add the expert episodes' pairs (behaviour cloning data).
+      dagger: run DAgger episodes (policy acts, planner relabels).
+      policy_candidates: policy rollouts in the planner population: 0 (none), 1 (the
+        policy's own closed-loop rollout), or more (plus noisy copies of it).
+      candidate_noise: std (fraction of the half action range) of the colored noise added
+        to the noisy policy candidates.
+      sgd_steps: minibatch steps per iteration.
+      dataset_capacity: rows in the aggregated dataset (allocated once; ring overwrite).
+      planner, policy, guidance: the sub-configs.
+    """
+
+    task: str = "cartpole_swingup"
+    seed: int = 0
+    iterations: int = 10
+    num_envs: int = 4
+    episode_length: int = 0
+    expert_data: bool = True
+    dagger: bool = True
+    policy_candidates: int = 1
+    candidate_noise: float = 0.1
+    sgd_steps: int = 300
+    dataset_capacity: int = 100_000
+    planner: icem.ICEMConfig = dataclasses.field(default_factory=icem.ICEMConfig)
+    policy: policy.PolicyConfig = dataclasses.field(default_factory=policy.PolicyConfig)
+    guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
+
+    def __post_init__(self) -> None:
+        ints = {
+            "seed": (self.seed, 0),
+            "iterations": (self.iterations, 1),
+            "num_envs": (self.num_envs, 1),
+            "episode_length": (self.episode_length, 0),
+            "policy_candidates": (self.policy_candidates, 0),
+            "sgd_steps": (self.sgd_steps, 1),
+            "dataset_capacity": (self.dataset_capacity, 1),
+        }
+        for name, (v, lo) in ints.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ConfigError(f"TrainConfig.{name}: expected an int >= {lo}, got {v!r}")
+        if not isinstance(self.candidate_noise, (int, float)) or self.candidate_noise < 0:
+            raise ConfigError(
+                f"TrainConfig.candidate_noise: expected a float >= 0, got {self.candidate_noise!r}"
+            )
+        if not (self.expert_data or self.dagger):
+            raise ConfigError("TrainConfig: expert_data and dagger cannot both be off (no data)")
+        if self.planner.num_extra_candidates != self.policy_candidates:
+            # The planner's extra-candidate count is a static shape; keep it in sync.
+            object.__setattr__(
+                self,
+                "planner",
+                dataclasses.replace(self.planner, num_extra_candidates=self.policy_candidates),
+            )
+        if self.guidance.mode == "relative" and self.policy_candidates == 0:
+            raise ConfigError(
+                "TrainConfig.guidance.mode: 'relative' needs policy_candidates >= 1 (it compares "
+                "the policy's own candidate with the best one); use 'fixed', 'normalized' or 'off'"
+            )
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a resumed run needs. ``key`` is raw uint32 key data (checkpoint-friendly)."""
+
+    policy: policy.PolicyState
+    dataset: aggregator.Dataset
+    key: jax.Array
+    iteration: jax.Array
+
+
+def build_task(config: TrainConfig) -> Task:
+    """The task named in ``config`` with its episode length override."""
+    if config.episode_length:
+        return make_task(config.task, episode_length=config.episode_length)
+    return make_task(config.task)
+
+
+def init_train_state(config: TrainConfig, task: Task) -> TrainState:
+    """Fresh policy, empty dataset, the run's PRNG key."""
+    key = jax.random.PRNGKey(config.seed)
+    key, k_pol = jax.random.split(key)
+    pol = policy.init(config.policy, k_pol, task.observation_dim, task.action_low, task.action_high)
+    data = aggregator.create(config.dataset_capacity, task.observation_dim, task.action_dim)
+    return TrainState(policy=pol, dataset=data, key=key, iteration=jnp.zeros((), jnp.int32))
+
+
+def _episode_returns(costs: jax.Array) -> jax.Array:
+    """``[E, T] -> [E]``: minus the summed cost (non-finite steps count as NaN)."""
+    return -jnp.sum(costs, axis=-1)
+
+
+def make_train_step(
+    config: TrainConfig, task: Task | None = None
+) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
+    """One jitted APEX outer iteration: ``train_step(state) -> (state, metrics)``.
+
+    ``metrics`` holds float scalars: expert/DAgger/policy returns and success rates, λ
+    (mean and last), the SGD loss, dataset size, simulated control steps.
+    """
+    task = build_task(config) if task is None else task
+    pcfg, gcfg, polcfg = config.planner, config.guidance, config.policy
+    E, T, h = config.num_envs, task.episode_length, pcfg.horizon
+    M = config.policy_candidates
+    low, high = jnp.asarray(task.action_low), jnp.asarray(task.action_high)
+
+    def policy_obs_fn(pol: policy.PolicyState) -> Callable[[jax.Array], jax.Array]:
+        return lambda obs: policy.act(polcfg, pol, obs)
+
+    def guided_plan(pol, key, pstate, env_state, lam):
+        """Plan from ``env_state`` with policy candidates and guidance; returns λ for next."""
+        pi = policy_obs_fn(pol)
+        k_plan, k_noise = jax.random.split(key)
+        cands = None
+        if M:
+            own, _, _, _ = rollout_closed_loop(
+                task, env_state, lambda s: pi(task.observation(s)), h
+            )
+            noise = colored_noise(k_noise, pstate.beta, (M, h, own.shape[-1]))
+            scale = config.candidate_noise * (high - low) / 2.0
+            noisy = jnp.clip(own[None] + scale * noise, low, high)
+            cands = noisy.at[0].set(own)  # the first is the policy itself, noise-free
+        extra = None if gcfg.mode == "off" else make_guidance_cost(task, pi, lam)
+        action, pstate, info = icem.plan(
+            pcfg, k_plan, pstate, env_state, task, extra_candidates=cands, extra_cost=extra
+        )
+        dist = None
+        if gcfg.mode == "normalized":
+            # Unweighted guidance distance of the best sequence, measured by replaying it.
+            def unweighted(s, a, s2):
+                del s2
+                return guidance_distance(a, pi(task.observation(s)), low, high)
+
+            _, d, _, _ = rollout_open_loop(task, env_state, info.best_actions, unweighted)
+            dist = jnp.sum(d)
+        lam_next = adaptive_weight(
+            gcfg,
+            best_task_cost=info.best_task_cost,
+            policy_task_cost=info.extra_candidate_task_costs[0] if M else None,
+            best_distance=dist,
+        )
+        return action, pstate, info, lam_next
+
+    def episode(pol, key, policy_acts: bool):
+        """One episode; returns per-step obs [T,O], labels [T,A], costs [T], λ [T], final."""
+        k_reset, k_steps = jax.random.split(key)
+        env0 = task.reset(k_reset)
+        pstate0 = icem.init(pcfg, (task.action_low, task.action_high))
+        lam0 = jnp.float32(gcfg.weight if gcfg.mode == "fixed" else 0.0)
+        pi = policy_obs_fn(pol)
+
+        def step(carry, k):
+            env_state, pstate, lam = carry
+            obs = task.observation(env_state)
+            label, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam)
+            act = pi(obs) if policy_acts else label
+            nxt = task.step(env_state, act)
+            cost = task.cost(env_state, act, nxt)
+            out = (obs, label, cost, lam, info.num_simulated_steps)
+            return (nxt, pstate, lam_next), out
+
+        (final, _, _), (obs, labels, costs, lams, sims) = jax.lax.scan(
+            step, (env0, pstate0, lam0), jax.random.split(k_steps, T)
+        )
+        return obs, labels, costs, lams, jnp.sum(sims), task.success(final)
+
+    def policy_episode(pol, key):
+        """Policy alone (no planner): costs [T], success."""
+        pi = policy_obs_fn(pol)
+        env0 = task.reset(key)
+        _, _, costs, final = rollout_closed_loop(task, env0, lambda s: pi(task.observation(s)), T)
+        return costs, task.success(final)
+
+    def train_step(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        key, k_exp, k_dag, k_sgd, k_eval = jax.random.split(state.key, 5)
+        pol, data, it = state.policy, state.dataset, state.iteration
+        metrics: dict[str, jax.Array] = {}
+        new_obs = []
+        sims = jnp.float32(0.0)
+        lam_all = []
+        if config.expert_data:
+            obs, labels, costs, lams, n, succ = jax.vmap(lambda k: episode(pol, k, False))(
+                jax.random.split(k_exp, E)
+            )
+            flat_obs = obs.reshape(E * T, -1)
+            data = aggregator.add(
+                data, flat_obs, labels.reshape(E * T, -1), aggregator.SOURCE_EXPERT, it
+            )
+            new_obs.append(flat_obs)
+            metrics["expert_return"] = jnp.mean(_episode_returns(costs))
+            metrics["expert_success"] = jnp.mean(succ.astype(jnp.float32))
+            sims = sims + jnp.sum(n).astype(jnp.float32)
+            lam_all.append(lams)
+        if config.dagger:
+            obs, labels, costs, lams, n, succ = jax.vmap(lambda k: episode(pol, k, True))(
+                jax.random.split(k_dag, E)
+            )
+            flat_obs = obs.reshape(E * T, -1)
+            data = aggregator.add(
+                data, flat_obs, labels.reshape(E * T, -1), aggregator.SOURCE_POLICY, it
+            )
+            new_obs.append(flat_obs)
+            metrics["dagger_return"] = jnp.mean(_episode_returns(costs))
+            sims = sims + jnp.sum(n).astype(jnp.float32)
+            lam_all.append(lams)
+        pol = policy.update_normalizer(pol, jnp.concatenate(new_obs))
+        pol, loss = policy.train_steps(
+            polcfg,
+            pol,
+            k_sgd,
+            lambda k: aggregator.sample(data, k, polcfg.batch_size),
+            config.sgd_steps,
+        )
+        costs, succ = jax.vmap(lambda k: policy_episode(pol, k))(jax.random.split(k_eval, E))
+        lam_cat = jnp.concatenate([x.reshape(-1) for x in lam_all])
+        metrics.update(
+            policy_return=jnp.mean(_episode_returns(costs)),
+            policy_success=jnp.mean(succ.astype(jnp.float32)),
+            lambda_mean=jnp.mean(lam_cat),
+            lambda_last=lam_cat[-1],
+            loss=loss,
+            dataset_size=data.size.astype(jnp.float32),
+            simulated_steps=sims,
+        )
+        if not task.has_success:
+            metrics.pop("expert_success", None)
+            metrics.pop("policy_success")
+        new_state = TrainState(policy=pol, dataset=data, key=key, iteration=it + 1)
+        return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+    return jax.jit(train_step)
+
+
+def metrics_to_python(metrics: dict[str, Any]) -> dict[str, float]:
+    """Device scalars -> plain floats (one host transfer)."""
+    host = jax.device_get(metrics)
+    return {k: float(v) for k, v in host.items()}
