@@ -1,0 +1,125 @@
+"""Planner throughput: simulated steps/s inside ``icem.plan`` against the raw MJX step scan.
+
+Per task, three jitted functions over the SAME shapes (each iteration's population as a
+batch, the planner's horizon), measured side by side in one run:
+
+  raw      vmap x lax.scan of ``task.step`` only (the simulator's ceiling);
+  rollout  the planner's rollouts with the per-step cost and finiteness check, no planner
+           logic (isolates the cost function's share);
+  plan     one full ``icem.plan`` call (sampling, colored noise, sorting, refits too).
+
+ratio = plan steps/s / raw steps/s (target >= 0.90); peak memory is XLA's compiled
+estimate (arguments + outputs + temporaries), planner vs raw (target <= 1.2x).
+
+    python benchmarks/planner_throughput.py [--tasks a,b] [--population 40] [--out ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import apexjax.envs as envs
+from apexjax.commands.plan import DEFAULT_BETA
+from apexjax.planning import icem
+from apexjax.planning.rollout import rollout_open_loop_batch
+from benchmarks._common import environment_info, time_call, write_json
+
+_OUT = pathlib.Path(__file__).parent / "results" / "planner_throughput.json"
+
+
+def _peak_bytes(jitted, *args) -> int | None:
+    try:
+        m = jitted.lower(*args).compile().memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None
+
+
+def measure(task_name: str, config: icem.ICEMConfig, seed: int, repeats: int) -> dict:
+    task = envs.make(task_name)
+    state = jax.jit(task.reset)(jax.random.key(seed))
+    lo, hi = task.action_bounds
+    rows = list(icem.population_sizes(config))
+    if config.shift_elites:  # shifted elites are simulated with the first population
+        rows[0] += icem.num_keep(config)
+    h, a_dim = config.horizon, task.action_dim
+    acts = [
+        jax.random.uniform(jax.random.key(seed + i), (n, h, a_dim), minval=lo, maxval=hi)
+        for i, n in enumerate(rows)
+    ]
+    steps = sum(rows) * h
+    assert steps == icem.simulated_per_step(config)
+
+    def raw_one(s, a):  # [h, A] -> final qpos only
+        return jax.lax.scan(lambda s, x: (task.step(s, x), None), s, a)[0].data.qpos
+
+    raw = jax.jit(lambda s, xs: [jax.vmap(lambda a: raw_one(s, a))(x) for x in xs])
+    roll = jax.jit(lambda s, xs: [rollout_open_loop_batch(task, s, x)[0] for x in xs])
+    ps = icem.init(config, task.action_bounds)
+    plan = jax.jit(lambda k, p, s: icem.plan(config, k, p, s, task))
+
+    out = {"task": task_name, "rows_per_iteration": rows, "horizon": h, "steps_per_call": steps}
+    for name, fn, args in [
+        ("raw", raw, (state, acts)),
+        ("rollout", roll, (state, acts)),
+        ("plan", plan, (jax.random.key(seed), ps, state)),
+    ]:
+        _, t = time_call(fn, *args, repeats=repeats)
+        out[name] = {
+            "compile_s": t["compile_s"],
+            "run_s": t["run_s"],
+            "steps_per_s": steps / t["run_s"],
+            "peak_bytes": _peak_bytes(fn, *args),
+        }
+    out["ratio_plan_vs_raw"] = out["plan"]["steps_per_s"] / out["raw"]["steps_per_s"]
+    out["ratio_rollout_vs_raw"] = out["rollout"]["steps_per_s"] / out["raw"]["steps_per_s"]
+    if out["raw"]["peak_bytes"] and out["plan"]["peak_bytes"]:
+        out["memory_plan_vs_raw"] = out["plan"]["peak_bytes"] / out["raw"]["peak_bytes"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", default="pendulum_swingup,cartpole_swingup")
+    p.add_argument("--population", type=int, default=40)
+    p.add_argument("--horizon", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=pathlib.Path, default=_OUT)
+    args = p.parse_args(argv)
+    results = []
+    for name in args.tasks.split(","):
+        config = icem.ICEMConfig(
+            population=args.population,
+            horizon=args.horizon,
+            beta=DEFAULT_BETA.get(name, 2.0),
+        )
+        r = measure(name, config, args.seed, args.repeats)
+        r["config"] = {"population": config.population, "horizon": config.horizon}
+        results.append(r)
+        print(
+            f"{name}: raw {r['raw']['steps_per_s']:.0f} steps/s, rollout+cost "
+            f"{r['rollout']['steps_per_s']:.0f}, plan {r['plan']['steps_per_s']:.0f} "
+            f"(ratio {r['ratio_plan_vs_raw']:.2f}, memory x{r.get('memory_plan_vs_raw', 0):.2f}); "
+            f"compile raw {r['raw']['compile_s']:.0f} s, plan {r['plan']['compile_s']:.0f} s",
+            flush=True,
+        )
+    cmd = "python benchmarks/planner_throughput.py " + " ".join(argv or sys.argv[1:])
+    write_json(
+        args.out, {"command": cmd.strip(), "environment": environment_info(), "results": results}
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    jnp.zeros(())  # initialise the backend before timing anything
+    sys.exit(main())
