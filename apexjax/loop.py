@@ -42,6 +42,7 @@ __all__ = [
     "TrainState",
     "build_task",
     "init_train_state",
+    "make_evaluate",
     "make_train_step",
     "metrics_to_python",
 ]
@@ -147,17 +148,10 @@ def _episode_returns(costs: jax.Array) -> jax.Array:
     return -jnp.sum(costs, axis=-1)
 
 
-def make_train_step(
-    config: TrainConfig, task: Task | None = None
-) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
-    """One jitted APEX outer iteration: ``train_step(state) -> (state, metrics)``.
-
-    ``metrics`` holds float scalars: expert/DAgger/policy returns and success rates, λ
-    (mean and last), the SGD loss, dataset size, simulated control steps.
-    """
-    task = build_task(config) if task is None else task
+def _episode_fns(config: TrainConfig, task: Task):
+    """``(episode(pol, key, policy_acts), policy_episode(pol, key))`` for one env each."""
     pcfg, gcfg, polcfg = config.planner, config.guidance, config.policy
-    E, T, h = config.num_envs, task.episode_length, pcfg.horizon
+    T, h = task.episode_length, pcfg.horizon
     M = config.policy_candidates
     low, high = jnp.asarray(task.action_low), jnp.asarray(task.action_high)
 
@@ -227,6 +221,49 @@ def make_train_step(
         env0 = task.reset(key)
         _, _, costs, final = rollout_closed_loop(task, env0, lambda s: pi(task.observation(s)), T)
         return costs, task.success(final)
+
+    return episode, policy_episode
+
+
+def make_evaluate(
+    config: TrainConfig, task: Task | None = None, num_episodes: int | None = None
+) -> Callable[[policy.PolicyState, jax.Array], dict[str, jax.Array]]:
+    """Jitted ``evaluate(policy_state, key) -> metrics``: the guided expert and the policy
+    alone, each over ``num_episodes`` (default ``config.num_envs``) fresh episodes."""
+    task = build_task(config) if task is None else task
+    episode, policy_episode = _episode_fns(config, task)
+    n = config.num_envs if num_episodes is None else num_episodes
+
+    def evaluate(pol: policy.PolicyState, key: jax.Array) -> dict[str, jax.Array]:
+        k_exp, k_pol = jax.random.split(key)
+        _, _, costs, _, _, succ = jax.vmap(lambda k: episode(pol, k, False))(
+            jax.random.split(k_exp, n)
+        )
+        p_costs, p_succ = jax.vmap(lambda k: policy_episode(pol, k))(jax.random.split(k_pol, n))
+        out = {
+            "expert_return": jnp.mean(_episode_returns(costs)),
+            "policy_return": jnp.mean(_episode_returns(p_costs)),
+        }
+        if task.has_success:
+            out["expert_success"] = jnp.mean(succ.astype(jnp.float32))
+            out["policy_success"] = jnp.mean(p_succ.astype(jnp.float32))
+        return out
+
+    return jax.jit(evaluate)
+
+
+def make_train_step(
+    config: TrainConfig, task: Task | None = None
+) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
+    """One jitted APEX outer iteration: ``train_step(state) -> (state, metrics)``.
+
+    ``metrics`` holds float scalars: expert/DAgger/policy returns and success rates, λ
+    (mean and last), the SGD loss, dataset size, simulated control steps.
+    """
+    task = build_task(config) if task is None else task
+    episode, policy_episode = _episode_fns(config, task)
+    E, T = config.num_envs, task.episode_length
+    polcfg = config.policy
 
     def train_step(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         key, k_exp, k_dag, k_sgd, k_eval = jax.random.split(state.key, 5)

@@ -56,3 +56,39 @@ def test_bad_run_directories_give_clear_errors(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="corrupt JSON"):
         load_checkpoint(tmp_path)
+
+
+def test_cli_train_then_eval(tmp_path, capsys):
+    from apexjax.cli import main
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--task", "pendulum_swingup", "--run-dir", str(run_dir)]
+    args += ["--set", "iterations=1", "--set", "num_envs=1", "--set", "episode_length=4"]
+    args += ["--set", "sgd_steps=2", "--set", "dataset_capacity=50"]
+    args += ["--set", "planner.population=8", "--set", "planner.elites=2"]
+    args += ["--set", "planner.horizon=4", "--set", "planner.iterations=1"]
+    args += ["--set", "policy.hidden=[8]", "--set", "policy.batch_size=8"]
+    assert main(args) == 0
+    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
+    out = json.loads((run_dir / "eval.json").read_text())
+    assert out["episodes"] == 2 and out["iteration"] == 1
+    assert {"policy_return", "expert_return"} <= set(out)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("nope=1", "unknown field 'nope'"),
+        ("planner.elites=30", "elites"),
+        ("iterations=two", "iterations"),
+        ("guidance.mode=sometimes", "mode"),
+        ("optimizer.lr=1", "unknown group"),
+    ],
+)
+def test_cli_bad_override_is_one_clear_error(tmp_path, capsys, override, message):
+    from apexjax.cli import main
+
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,46 @@
+"""``apexjax eval RUN_DIR``: the trained policy alone vs the guided expert, N episodes, JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=pathlib.Path)
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=pathlib.Path, default=None, help="default: RUN_DIR/eval.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from apexjax.configs import ConfigError
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
+    import jax
+
+    from apexjax.loop import build_task, make_evaluate, metrics_to_python
+    from apexjax.train import load_checkpoint
+
+    config, state = load_checkpoint(args.run_dir)
+    task = build_task(config)
+    metrics = make_evaluate(config, task, args.episodes)(
+        state.policy, jax.random.PRNGKey(args.seed)
+    )
+    m = metrics_to_python(metrics)
+    out = {
+        "run_dir": str(args.run_dir),
+        "task": config.task,
+        "episodes": args.episodes,
+        "iteration": int(state.iteration),
+        "policy_return": m["policy_return"],
+        "expert_return": m["expert_return"],
+        "policy_success": m.get("policy_success"),
+        "expert_success": m.get("expert_success"),
+    }
+    path = args.out or args.run_dir / "eval.json"
+    path.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+    return 0
