@@ -99,7 +99,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="benchmarks/results/env_throughput.json")
     args = p.parse_args(argv)
 
-    rows = []
+    result = {
+        "benchmark": "env_throughput",
+        "command": "python benchmarks/env_throughput.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        "batch": args.batch,
+        "horizon": args.horizon,
+        "repeats": args.repeats,
+        "environment": environment_info(),
+        # other processes on the machine depress every number alike; ratios are side by side
+        "load_average_at_start": list(os.getloadavg()),
+        "results": [],
+    }
+    rows = result["results"]
     header = (
         f"{'task':22s} {'fs':>3s} {'MJX ctrl/s':>11s} {'MJX phys/s':>11s} "
         f"{'native phys/s':>13s} {'MJX/native':>10s} {'compile s':>9s}"
@@ -121,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
             "native_rollout": native,
             "ratio_mjx_over_native": ratio,
         }
+        row["load_average_after"] = list(os.getloadavg())
         rows.append(row)
         print(
             f"{name:22s} {task.frame_skip:3d} {mjx_res['control_steps_per_s']:11.0f} "
@@ -128,17 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{ratio:10.3f} {mjx_res['compile_s']:9.1f}",
             flush=True,
         )
-    result = {
-        "benchmark": "env_throughput",
-        "command": "python benchmarks/env_throughput.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
-        "batch": args.batch,
-        "horizon": args.horizon,
-        "repeats": args.repeats,
-        "environment": environment_info(),
-        "results": rows,
-    }
-    write_json(args.out, result)
+        write_json(args.out, result)  # after every task, so a partial run keeps its rows
     return result
 
 
