@@ -77,7 +77,7 @@ def measure_native(task: envs.MjxTask, states, actions: np.ndarray, repeats: int
     state_out = np.zeros((batch, nstep, init.shape[1]))
 
     def call():
-        return rollout.rollout(m, datas, init, control, state=state_out, persistent_pool=True)
+        return rollout.rollout(m, datas, init, control, state=state_out)
 
     _, timing = time_call(call, repeats=repeats)
     physics = batch * nstep / timing["run_s"]
