@@ -20,12 +20,12 @@ run: venv
 
 # The whole test suite (CI runs exactly this).
 test: venv
-	$(BIN)/ruff check apexjax tests benchmarks experiments
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check apexjax tests benchmarks experiments
-	$(BIN)/ruff format --check apexjax tests benchmarks experiments
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: venv
 	$(BIN)/python benchmarks/env_throughput.py
