@@ -3,7 +3,8 @@
 Per task, three jitted functions over the SAME shapes (each iteration's population as a
 batch, the planner's horizon), measured side by side in one run:
 
-  raw      vmap x lax.scan of ``task.step`` only (the simulator's ceiling);
+  raw      vmap x lax.scan of ``task.step`` only (the simulator's ceiling), the
+           iterations' batches run one after another as in the planner;
   rollout  the planner's rollouts with the per-step cost and finiteness check, no planner
            logic (isolates the cost function's share);
   plan     one full ``icem.plan`` call (sampling, colored noise, sorting, refits too).
@@ -62,8 +63,21 @@ def measure(task_name: str, config: icem.ICEMConfig, seed: int, repeats: int) ->
     def raw_one(s, a):  # [h, A] -> final qpos only
         return jax.lax.scan(lambda s, x: (task.step(s, x), None), s, a)[0].data.qpos
 
-    raw = jax.jit(lambda s, xs: [jax.vmap(lambda a: raw_one(s, a))(x) for x in xs])
-    roll = jax.jit(lambda s, xs: [rollout_open_loop_batch(task, s, x)[0] for x in xs])
+    def chained(batch_fn):
+        # iterations run one after another, as in the planner (each depends on the last);
+        # independent batches would let XLA overlap them, which no planner can do
+        def f(s, xs):
+            outs, dep = [], 0.0
+            for x in xs:
+                y = batch_fn(s, x + dep)
+                dep = 0.0 * jnp.sum(y)
+                outs.append(y)
+            return outs
+
+        return jax.jit(f)
+
+    raw = chained(lambda s, x: jax.vmap(lambda a: raw_one(s, a))(x))
+    roll = chained(lambda s, x: rollout_open_loop_batch(task, s, x)[0])
     ps = icem.init(config, task.action_bounds)
     plan = jax.jit(lambda k, p, s: icem.plan(config, k, p, s, task))
 
