@@ -202,6 +202,12 @@ class MjxTask(Task):
         data = data.replace(qpos=qpos, qvel=qvel)
         return mjx.forward(self.mjx_model, data)
 
+    def is_finite(self, state: State) -> jax.Array:
+        """True iff qpos and qvel are finite. A diverged step corrupts both, so checking
+        them alone is enough and avoids a reduction over every field of ``mjx.Data``."""
+        d = state.data
+        return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
+
     def _step(self, state: State, action: jax.Array) -> State:
         data = state.data.replace(ctrl=action.astype(state.data.ctrl.dtype))
         data = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
