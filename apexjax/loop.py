@@ -272,29 +272,20 @@ def make_train_step(
         new_obs = []
         sims = jnp.float32(0.0)
         lam_all = []
-        if config.expert_data:
-            obs, labels, costs, lams, n, succ = jax.vmap(lambda k: episode(pol, k, False))(
-                jax.random.split(k_exp, E)
-            )
-            flat_obs = obs.reshape(E * T, -1)
-            data = aggregator.add(
-                data, flat_obs, labels.reshape(E * T, -1), aggregator.SOURCE_EXPERT, it
-            )
-            new_obs.append(flat_obs)
-            metrics["expert_return"] = jnp.mean(_episode_returns(costs))
-            metrics["expert_success"] = jnp.mean(succ.astype(jnp.float32))
-            sims = sims + jnp.sum(n).astype(jnp.float32)
-            lam_all.append(lams)
+        # (name, key, the policy acts?, dataset source) of each data-collecting phase
+        phases = [("expert", k_exp, False, aggregator.SOURCE_EXPERT)] if config.expert_data else []
         if config.dagger:
-            obs, labels, costs, lams, n, succ = jax.vmap(lambda k: episode(pol, k, True))(
-                jax.random.split(k_dag, E)
-            )
+            phases.append(("dagger", k_dag, True, aggregator.SOURCE_POLICY))
+        for name, k_phase, policy_acts, source in phases:
+            obs, labels, costs, lams, n, succ = jax.vmap(
+                lambda k, acts=policy_acts: episode(pol, k, acts)
+            )(jax.random.split(k_phase, E))
             flat_obs = obs.reshape(E * T, -1)
-            data = aggregator.add(
-                data, flat_obs, labels.reshape(E * T, -1), aggregator.SOURCE_POLICY, it
-            )
+            data = aggregator.add(data, flat_obs, labels.reshape(E * T, -1), source, it)
             new_obs.append(flat_obs)
-            metrics["dagger_return"] = jnp.mean(_episode_returns(costs))
+            metrics[f"{name}_return"] = jnp.mean(_episode_returns(costs))
+            if not policy_acts:
+                metrics["expert_success"] = jnp.mean(succ.astype(jnp.float32))
             sims = sims + jnp.sum(n).astype(jnp.float32)
             lam_all.append(lams)
         pol = policy.update_normalizer(pol, jnp.concatenate(new_obs))
