@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:
+        # Our own INFO lines only; the libraries' INFO chatter (checkpoint internals,
+        # backend probing) is for --verbose.
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("apexjax").setLevel(logging.INFO)
     try:
         return int(args._run(args) or 0)
     except ConfigError as e:

@@ -9,7 +9,14 @@ import typing
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "parse_overrides", "replace_checked", "to_dict"]
+__all__ = [
+    "ConfigError",
+    "build_checked",
+    "parse_override_values",
+    "parse_overrides",
+    "replace_checked",
+    "to_dict",
+]
 
 T = TypeVar("T")
 
@@ -68,12 +75,12 @@ def _coerce(owner: str, name: str, tp: Any, text: str) -> Any:
     return json.loads(text)
 
 
-def parse_overrides(cls: type[T], items: Iterable[str], base: T | None = None) -> T:
-    """Builds ``cls`` (a frozen dataclass) from ``key=value`` strings, over ``base`` if given.
+def parse_override_values(cls: type, items: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` strings -> ``{field: typed value}`` for dataclass ``cls`` (no build).
 
     Raises:
       ConfigError: malformed item, unknown field (the message lists the allowed ones),
-        or a value of the wrong type; the dataclass's own validation runs after.
+        or a value of the wrong type.
     """
     types_ = _field_types(cls)
     owner = cls.__name__
@@ -88,9 +95,30 @@ def parse_overrides(cls: type[T], items: Iterable[str], base: T | None = None) -
                 f"{owner}: unknown field {key!r}; allowed: {', '.join(sorted(types_))}"
             )
         values[key] = _coerce(owner, key, types_[key], text)
+    return values
+
+
+def build_checked(base: T, values: dict[str, Any]) -> T:
+    """``dataclasses.replace(base, **values)``, its validation errors as :class:`ConfigError`."""
     try:
-        if base is not None:
-            return dataclasses.replace(base, **values)
+        return dataclasses.replace(base, **values)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e)) from None
+
+
+def parse_overrides(cls: type[T], items: Iterable[str], base: T | None = None) -> T:
+    """Builds ``cls`` (a frozen dataclass) from ``key=value`` strings, over ``base`` if given.
+
+    Raises:
+      ConfigError: malformed item, unknown field (the message lists the allowed ones),
+        or a value of the wrong type; the dataclass's own validation runs after.
+    """
+    values = parse_override_values(cls, items)
+    if base is not None:
+        return build_checked(base, values)
+    try:
         return cls(**values)
     except (TypeError, ValueError) as e:
         if isinstance(e, ConfigError):

@@ -9,14 +9,23 @@ How λ adapts (REFERENCE.md leaves the paper's formula open; each reading is a m
 
 - ``off``: λ = 0 (no guidance).
 - ``fixed``: λ = λ0.
-- ``relative``: λ = λ0 · r with r = clip(1 − (C_π − C_best) / (|C_best| + ε), 0, 1), where C_π is
-  the task cost of the policy's own candidate and C_best the best candidate's, both from the
-  previous plan. r is 1 when the policy is as good as the expert and falls to 0 once the policy
-  is worse by more than the expert's own cost magnitude, so a poor early policy does not drag
-  the planner down.
-- ``normalized``: λ = λ0 · |C_best| / (D_best + ε), with D_best the unweighted guidance distance
-  (summed over the horizon) of the best candidate: the guidance stays a fixed fraction λ0 of the
-  task cost whatever the scale of either.
+- ``progress`` (the default): λ = λ0 · r with r = clip(1 − (C_π − C*) / (|C*| + ε), 0, 1),
+  set once per outer iteration from whole episodes: C_π is the mean episode cost of the policy
+  acting alone (the previous iteration's evaluation) and C* the lowest mean episode cost the
+  expert has reached so far in the run. r is 0 while the policy is worse than the best expert
+  by more than the expert's own cost magnitude, and rises to 1 as the policy catches up. Both
+  inputs are measured in the real environment and C* only ever improves, so guidance cannot
+  drag the expert down and then read its own damage as "the policy caught up".
+- ``relative``: the same formula per control step, from the previous plan: C_π the task cost
+  of the policy's own candidate, C* the best candidate's. Measured weakness: early on, when
+  every candidate is equally poor (a pendulum hanging down), r ≈ 1, λ = λ0, and the planner
+  collapses onto the untrained policy, which keeps r ≈ 1.
+- ``normalized``: λ = min(λ0 · |C_best| / (D_best + ε), ``max_weight``), with D_best the
+  unweighted guidance distance (summed over the horizon) of the best candidate: the guidance
+  stays a fixed fraction λ0 of the task cost whatever the scale of either. Without the cap it
+  diverges as the planner follows the policy (D_best → 0); measured: λ reached 400 on pendulum.
+
+In every mode but ``off``, λ is 0 for the first ``warmup_iterations`` outer iterations.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ __all__ = [
     "normalize_action",
 ]
 
-GuidanceMode = Literal["off", "fixed", "relative", "normalized"]
+GuidanceMode = Literal["off", "fixed", "progress", "relative", "normalized"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +58,15 @@ class GuidanceConfig:
     mode: how λ is set each control step (see the module docstring).
     weight: λ0, the base weight (>= 0).
     eps: ε in the adaptive formulas (> 0), guards divisions by small costs.
+    max_weight: upper bound on λ in ``normalized`` mode (> 0).
+    warmup_iterations: outer iterations with λ = 0 at the start of a run (>= 0).
     """
 
-    mode: GuidanceMode = "relative"
+    mode: GuidanceMode = "progress"
     weight: float = 1.0
     eps: float = 1e-3
+    max_weight: float = 10.0
+    warmup_iterations: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in get_args(GuidanceMode):
@@ -65,6 +78,18 @@ class GuidanceConfig:
             raise ConfigError(f"GuidanceConfig.weight: must be a float >= 0, got {self.weight!r}")
         if not (isinstance(self.eps, (int, float)) and self.eps > 0):
             raise ConfigError(f"GuidanceConfig.eps: must be a float > 0, got {self.eps!r}")
+        if not (isinstance(self.max_weight, (int, float)) and self.max_weight > 0):
+            raise ConfigError(
+                f"GuidanceConfig.max_weight: must be a float > 0, got {self.max_weight!r}"
+            )
+        w = self.warmup_iterations
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ConfigError(f"GuidanceConfig.warmup_iterations: must be an int >= 0, got {w!r}")
+
+    @property
+    def per_iteration(self) -> bool:
+        """Whether λ is set once per outer iteration (``progress``) rather than per step."""
+        return self.mode == "progress"
 
 
 def normalize_action(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
@@ -109,12 +134,17 @@ def adaptive_weight(
     policy_task_cost: jax.Array | None = None,
     best_distance: jax.Array | None = None,
 ) -> jax.Array:
-    """λ for the next plan from the previous plan's costs (float32 scalar, always finite, >= 0).
+    """λ from measured costs (float32 scalar, always finite, >= 0).
+
+    ``relative`` and ``normalized`` read the previous plan (per control step); ``progress``
+    reads whole episodes (once per outer iteration). Warm-up is applied by the caller.
 
     Args:
       config: the mode and λ0.
-      best_task_cost: task cost of the best candidate (summed over the horizon).
-      policy_task_cost: task cost of the policy's own candidate (``relative`` mode).
+      best_task_cost: ``relative``/``normalized``: task cost of the best candidate (summed
+        over the horizon); ``progress``: C*, the best mean expert episode cost so far.
+      policy_task_cost: ``relative``: task cost of the policy's own candidate;
+        ``progress``: C_π, the mean episode cost of the policy acting alone.
       best_distance: unweighted guidance distance of the best candidate, summed over the
         horizon (``normalized`` mode).
     """
@@ -125,9 +155,9 @@ def adaptive_weight(
     if config.mode == "fixed":
         return lam0
     best = jnp.asarray(best_task_cost, jnp.float32)
-    if config.mode == "relative":
+    if config.mode in ("relative", "progress"):
         if policy_task_cost is None:
-            raise ValueError("adaptive_weight(mode='relative') needs policy_task_cost")
+            raise ValueError(f"adaptive_weight(mode={config.mode!r}) needs policy_task_cost")
         pol = jnp.asarray(policy_task_cost, jnp.float32)
         r = jnp.clip(1.0 - (pol - best) / (jnp.abs(best) + eps), 0.0, 1.0)
         lam = lam0 * r
@@ -135,5 +165,5 @@ def adaptive_weight(
         if best_distance is None:
             raise ValueError("adaptive_weight(mode='normalized') needs best_distance")
         dist = jnp.asarray(best_distance, jnp.float32)
-        lam = lam0 * jnp.abs(best) / (dist + eps)
+        lam = jnp.minimum(lam0 * jnp.abs(best) / (dist + eps), jnp.float32(config.max_weight))
     return jnp.where(jnp.isfinite(lam), lam, 0.0)

@@ -4,15 +4,18 @@ One iteration, all inside one ``jax.jit``, vmapped over ``num_envs`` parallel ep
 
 1. Expert episodes: the guided iCEM planner acts. Each control step it plans from the
    current state with (a) the policy's own closed-loop rollout (and optional noisy copies)
-   injected as candidates and (b) the guidance cost weighted by λ; λ for the next step comes
-   from :func:`apexjax.guidance.adaptive_weight` on this step's plan. The (observation,
-   planner action) pairs are behaviour-cloning data.
+   injected as candidates and (b) the guidance cost weighted by λ. In ``progress`` mode (the
+   default) λ is fixed for the iteration, set at the end of the previous one from the policy's
+   evaluation against the best expert so far; in the per-step modes it comes from
+   :func:`apexjax.guidance.adaptive_weight` on the previous plan. The (observation, planner
+   action) pairs are behaviour-cloning data.
 2. DAgger episodes: the policy acts; at every visited state the guided planner plans
    (sequentially along the trajectory, warm-started from the previous step's plan) and its
    action is the label.
 3. Aggregation into the fixed-capacity dataset, normaliser update with the new observations.
 4. ``sgd_steps`` minibatch steps on the whole aggregated dataset (warm start).
-5. Evaluation of the updated policy alone (no planner) on fresh episodes.
+5. Evaluation of the updated policy alone (no planner) on fresh episodes, then the next
+   iteration's λ (``progress`` mode).
 
 Returns are ``-sum(cost)`` over an episode. The Python side (:mod:`apexjax.train`) only
 iterates, logs and checkpoints.
@@ -110,6 +113,11 @@ class TrainConfig:
                 "planner",
                 dataclasses.replace(self.planner, num_extra_candidates=self.policy_candidates),
             )
+        if self.guidance.mode == "progress" and not self.expert_data:
+            raise ConfigError(
+                "TrainConfig.guidance.mode: 'progress' needs expert_data=True (it compares the "
+                "policy with the best expert episode so far); use 'fixed', 'relative' or 'off'"
+            )
         if self.guidance.mode == "relative" and self.policy_candidates == 0:
             raise ConfigError(
                 "TrainConfig.guidance.mode: 'relative' needs policy_candidates >= 1 (it compares "
@@ -119,12 +127,19 @@ class TrainConfig:
 
 @struct.dataclass
 class TrainState:
-    """Everything a resumed run needs. ``key`` is raw uint32 key data (checkpoint-friendly)."""
+    """Everything a resumed run needs. ``key`` is raw uint32 key data (checkpoint-friendly).
+
+    ``guidance_weight`` is λ for the next iteration in ``progress`` mode (unused by the
+    per-step modes); ``best_expert_cost`` is the lowest mean expert episode cost so far
+    (+inf before the first iteration).
+    """
 
     policy: policy.PolicyState
     dataset: aggregator.Dataset
     key: jax.Array
     iteration: jax.Array
+    guidance_weight: jax.Array
+    best_expert_cost: jax.Array
 
 
 def build_task(config: TrainConfig) -> Task:
@@ -140,7 +155,26 @@ def init_train_state(config: TrainConfig, task: Task) -> TrainState:
     key, k_pol = jax.random.split(key)
     pol = policy.init(config.policy, k_pol, task.observation_dim, task.action_low, task.action_high)
     data = aggregator.create(config.dataset_capacity, task.observation_dim, task.action_dim)
-    return TrainState(policy=pol, dataset=data, key=key, iteration=jnp.zeros((), jnp.int32))
+    return TrainState(
+        policy=pol,
+        dataset=data,
+        key=key,
+        iteration=jnp.zeros((), jnp.int32),
+        guidance_weight=jnp.zeros((), jnp.float32),
+        best_expert_cost=jnp.full((), jnp.inf, jnp.float32),
+    )
+
+
+def _initial_weight(config: GuidanceConfig, stored: jax.Array, on: jax.Array) -> jax.Array:
+    """λ at the start of an episode: the stored per-iteration λ (``progress``), λ0
+    (``fixed``) or 0 (per-step adaptive modes start unguided); 0 during warm-up."""
+    if config.mode == "progress":
+        lam = jnp.asarray(stored, jnp.float32)
+    elif config.mode == "fixed":
+        lam = jnp.float32(config.weight)
+    else:
+        lam = jnp.float32(0.0)
+    return jnp.where(on, lam, 0.0)
 
 
 def _episode_returns(costs: jax.Array) -> jax.Array:
@@ -158,7 +192,7 @@ def _episode_fns(config: TrainConfig, task: Task):
     def policy_obs_fn(pol: policy.PolicyState) -> Callable[[jax.Array], jax.Array]:
         return lambda obs: policy.act(polcfg, pol, obs)
 
-    def guided_plan(pol, key, pstate, env_state, lam):
+    def guided_plan(pol, key, pstate, env_state, lam, on):
         """Plan from ``env_state`` with policy candidates and guidance; returns λ for next."""
         pi = policy_obs_fn(pol)
         k_plan, k_noise = jax.random.split(key)
@@ -184,26 +218,31 @@ def _episode_fns(config: TrainConfig, task: Task):
 
             _, d, _, _ = rollout_open_loop(task, env_state, info.best_actions, unweighted)
             dist = jnp.sum(d)
-        lam_next = adaptive_weight(
-            gcfg,
-            best_task_cost=info.best_task_cost,
-            policy_task_cost=info.extra_candidate_task_costs[0] if M else None,
-            best_distance=dist,
-        )
+        if gcfg.per_iteration:
+            lam_next = lam  # constant over the iteration
+        else:
+            lam_next = on * adaptive_weight(
+                gcfg,
+                best_task_cost=info.best_task_cost,
+                policy_task_cost=info.extra_candidate_task_costs[0] if M else None,
+                best_distance=dist,
+            )
         return action, pstate, info, lam_next
 
-    def episode(pol, key, policy_acts: bool):
-        """One episode; returns per-step obs [T,O], labels [T,A], costs [T], λ [T], final."""
+    def episode(pol, key, policy_acts: bool, lam0: jax.Array, on: jax.Array):
+        """One episode; returns per-step obs [T,O], labels [T,A], costs [T], λ [T], final.
+
+        ``lam0`` is λ at the first step; ``on`` (bool) is False during guidance warm-up."""
         k_reset, k_steps = jax.random.split(key)
         env0 = task.reset(k_reset)
         pstate0 = icem.init(pcfg, (task.action_low, task.action_high))
-        lam0 = jnp.float32(gcfg.weight if gcfg.mode == "fixed" else 0.0)
         pi = policy_obs_fn(pol)
+        on = jnp.asarray(on, jnp.float32)
 
         def step(carry, k):
             env_state, pstate, lam = carry
             obs = task.observation(env_state)
-            label, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam)
+            label, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
             act = pi(obs) if policy_acts else label
             nxt = task.step(env_state, act)
             cost = task.cost(env_state, act, nxt)
@@ -211,7 +250,7 @@ def _episode_fns(config: TrainConfig, task: Task):
             return (nxt, pstate, lam_next), out
 
         (final, _, _), (obs, labels, costs, lams, sims) = jax.lax.scan(
-            step, (env0, pstate0, lam0), jax.random.split(k_steps, T)
+            step, (env0, pstate0, jnp.asarray(lam0, jnp.float32)), jax.random.split(k_steps, T)
         )
         return obs, labels, costs, lams, jnp.sum(sims), task.success(final)
 
@@ -227,16 +266,21 @@ def _episode_fns(config: TrainConfig, task: Task):
 
 def make_evaluate(
     config: TrainConfig, task: Task | None = None, num_episodes: int | None = None
-) -> Callable[[policy.PolicyState, jax.Array], dict[str, jax.Array]]:
-    """Jitted ``evaluate(policy_state, key) -> metrics``: the guided expert and the policy
-    alone, each over ``num_episodes`` (default ``config.num_envs``) fresh episodes."""
+) -> Callable[..., dict[str, jax.Array]]:
+    """Jitted ``evaluate(policy_state, key, guidance_weight=0.0) -> metrics``: the guided
+    expert and the policy alone, each over ``num_episodes`` (default ``config.num_envs``)
+    fresh episodes. ``guidance_weight`` is λ in ``progress`` mode (a run's
+    ``TrainState.guidance_weight``); the other modes set λ as in training."""
     task = build_task(config) if task is None else task
     episode, policy_episode = _episode_fns(config, task)
     n = config.num_envs if num_episodes is None else num_episodes
 
-    def evaluate(pol: policy.PolicyState, key: jax.Array) -> dict[str, jax.Array]:
+    def evaluate(
+        pol: policy.PolicyState, key: jax.Array, guidance_weight: jax.Array | float = 0.0
+    ) -> dict[str, jax.Array]:
         k_exp, k_pol = jax.random.split(key)
-        _, _, costs, _, _, succ = jax.vmap(lambda k: episode(pol, k, False))(
+        lam0 = _initial_weight(config.guidance, guidance_weight, True)
+        _, _, costs, _, _, succ = jax.vmap(lambda k: episode(pol, k, False, lam0, True))(
             jax.random.split(k_exp, n)
         )
         p_costs, p_succ = jax.vmap(lambda k: policy_episode(pol, k))(jax.random.split(k_pol, n))
@@ -269,6 +313,10 @@ def make_train_step(
         key, k_exp, k_dag, k_sgd, k_eval = jax.random.split(state.key, 5)
         pol, data, it = state.policy, state.dataset, state.iteration
         metrics: dict[str, jax.Array] = {}
+        gcfg = config.guidance
+        on = it >= gcfg.warmup_iterations
+        lam0 = _initial_weight(gcfg, state.guidance_weight, on)
+        best = state.best_expert_cost
         new_obs = []
         sims = jnp.float32(0.0)
         lam_all = []
@@ -278,7 +326,7 @@ def make_train_step(
             phases.append(("dagger", k_dag, True, aggregator.SOURCE_POLICY))
         for name, k_phase, policy_acts, source in phases:
             obs, labels, costs, lams, n, succ = jax.vmap(
-                lambda k, acts=policy_acts: episode(pol, k, acts)
+                lambda k, acts=policy_acts: episode(pol, k, acts, lam0, on)
             )(jax.random.split(k_phase, E))
             flat_obs = obs.reshape(E * T, -1)
             data = aggregator.add(data, flat_obs, labels.reshape(E * T, -1), source, it)
@@ -286,6 +334,8 @@ def make_train_step(
             metrics[f"{name}_return"] = jnp.mean(_episode_returns(costs))
             if not policy_acts:
                 metrics["expert_success"] = jnp.mean(succ.astype(jnp.float32))
+                mean_cost = -metrics["expert_return"]
+                best = jnp.where(jnp.isfinite(mean_cost), jnp.minimum(best, mean_cost), best)
             sims = sims + jnp.sum(n).astype(jnp.float32)
             lam_all.append(lams)
         pol = policy.update_normalizer(pol, jnp.concatenate(new_obs))
@@ -298,8 +348,15 @@ def make_train_step(
         )
         costs, succ = jax.vmap(lambda k: policy_episode(pol, k))(jax.random.split(k_eval, E))
         lam_cat = jnp.concatenate([x.reshape(-1) for x in lam_all])
+        policy_return = jnp.mean(_episode_returns(costs))
+        if gcfg.per_iteration:
+            next_lam = adaptive_weight(gcfg, best_task_cost=best, policy_task_cost=-policy_return)
+            next_lam = jnp.where(jnp.isfinite(best), next_lam, 0.0)
+        else:
+            next_lam = state.guidance_weight
         metrics.update(
-            policy_return=jnp.mean(_episode_returns(costs)),
+            policy_return=policy_return,
+            next_lambda=next_lam,
             policy_success=jnp.mean(succ.astype(jnp.float32)),
             lambda_mean=jnp.mean(lam_cat),
             lambda_last=lam_cat[-1],
@@ -307,10 +364,19 @@ def make_train_step(
             dataset_size=data.size.astype(jnp.float32),
             simulated_steps=sims,
         )
+        if config.expert_data:
+            metrics["best_expert_return"] = -best
         if not task.has_success:
             metrics.pop("expert_success", None)
             metrics.pop("policy_success")
-        new_state = TrainState(policy=pol, dataset=data, key=key, iteration=it + 1)
+        new_state = TrainState(
+            policy=pol,
+            dataset=data,
+            key=key,
+            iteration=it + 1,
+            guidance_weight=next_lam,
+            best_expert_cost=best,
+        )
         return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
     return jax.jit(train_step)

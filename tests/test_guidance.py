@@ -90,11 +90,30 @@ def test_relative_is_zero_for_a_diverged_policy():
     assert float(adaptive_weight(cfg, best_task_cost=1.0, policy_task_cost=jnp.nan)) == 0.0
 
 
+def test_progress_uses_the_same_ratio_on_episode_costs():
+    # C* = best expert episode cost so far, C_pi = the policy's own evaluation episode cost
+    cfg = GuidanceConfig("progress", 1.0, eps=1e-6)
+    lam = [
+        float(adaptive_weight(cfg, best_task_cost=20.0, policy_task_cost=c))
+        for c in (200.0, 40.0, 30.0, 20.0, 10.0)
+    ]
+    assert lam == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0], abs=1e-5)
+    assert float(adaptive_weight(cfg, best_task_cost=20.0, policy_task_cost=jnp.nan)) == 0.0
+    assert cfg.per_iteration and not GuidanceConfig("relative").per_iteration
+    assert GuidanceConfig().mode == "progress"  # the default
+
+
 def test_normalized_keeps_guidance_a_fixed_fraction_of_task_cost():
-    cfg = GuidanceConfig("normalized", 0.1, eps=1e-9)
+    cfg = GuidanceConfig("normalized", 0.1, eps=1e-9, max_weight=1e6)
     for cost, dist in [(100.0, 4.0), (-3.0, 0.5)]:
         lam = float(adaptive_weight(cfg, best_task_cost=cost, best_distance=dist))
         assert lam * dist == pytest.approx(0.1 * abs(cost), rel=1e-5)
+
+
+def test_normalized_is_capped_when_the_planner_follows_the_policy():
+    # D_best -> 0 (the best candidate IS the policy's) made λ diverge before the cap
+    cfg = GuidanceConfig("normalized", 0.1, max_weight=5.0)
+    assert float(adaptive_weight(cfg, best_task_cost=100.0, best_distance=0.0)) == 5.0
 
 
 def test_config_errors_name_the_field():
@@ -104,3 +123,9 @@ def test_config_errors_name_the_field():
         GuidanceConfig("fixed", -1.0)
     with pytest.raises(ConfigError, match="eps"):
         GuidanceConfig("fixed", 1.0, eps=0.0)
+    with pytest.raises(ConfigError, match="max_weight"):
+        GuidanceConfig("normalized", 1.0, max_weight=0.0)
+    with pytest.raises(ConfigError, match="warmup_iterations"):
+        GuidanceConfig("fixed", 1.0, warmup_iterations=-1)
+    with pytest.raises(ConfigError, match="warmup_iterations"):
+        GuidanceConfig("fixed", 1.0, warmup_iterations=1.5)

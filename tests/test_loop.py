@@ -77,7 +77,9 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="num_envs"):
         TrainConfig(num_envs=0)
     with pytest.raises(ConfigError, match="relative"):
-        TrainConfig(policy_candidates=0)
+        TrainConfig(policy_candidates=0, guidance=GuidanceConfig("relative"))
+    with pytest.raises(ConfigError, match="progress"):
+        TrainConfig(expert_data=False)  # progress compares with the expert's episodes
     with pytest.raises(ConfigError, match="both"):
         TrainConfig(expert_data=False, dagger=False)
     assert TrainConfig(policy_candidates=3).planner.num_extra_candidates == 3
@@ -90,15 +92,47 @@ def test_step_is_one_compiled_function(run):
     assert jax.tree_util.tree_structure(s0) == jax.tree_util.tree_structure(run[3])
 
 
-def test_guided_step_runs_and_logs_lambda():
-    mode = "relative"  # the default; the formulas themselves are tested in test_guidance.py
+@pytest.mark.parametrize("mode", ["relative", "progress"])
+def test_guided_step_runs_and_logs_lambda(mode):
+    # the formulas themselves are tested in test_guidance.py
     import dataclasses
 
     cfg = dataclasses.replace(
         CFG, guidance=GuidanceConfig(mode, 0.1), episode_length=8, sgd_steps=5, dagger=False
     )
     task = build_task(cfg)
-    _, m = make_train_step(cfg, task)(init_train_state(cfg, task))
+    step = make_train_step(cfg, task)
+    s1, m = step(init_train_state(cfg, task))
     lam = float(m["lambda_mean"])
     assert np.isfinite(lam) and lam >= 0.0
-    assert lam <= 0.1 + 1e-6  # relative mode never exceeds λ0
+    assert lam <= 0.1 + 1e-6  # neither mode exceeds λ0
+    best = float(m["best_expert_return"])
+    assert best == pytest.approx(float(m["expert_return"]))  # the first expert is the best
+    assert float(s1.best_expert_cost) == pytest.approx(-best)
+    if mode == "progress":
+        assert lam == 0.0  # the first iteration is unguided (no policy evaluation yet)
+        assert 0.0 <= float(m["next_lambda"]) <= 0.1 + 1e-6
+        assert float(s1.guidance_weight) == float(m["next_lambda"])
+        # a forced λ in the state is what the next iteration's episodes use
+        forced = s1.replace(guidance_weight=jnp.float32(0.07))
+        s2, m2 = step(forced)
+        assert float(m2["lambda_mean"]) == pytest.approx(0.07)
+        assert float(s2.best_expert_cost) <= float(s1.best_expert_cost)
+
+
+def test_guidance_warmup_keeps_lambda_zero():
+    import dataclasses
+
+    cfg = dataclasses.replace(
+        CFG,
+        guidance=GuidanceConfig("fixed", 0.5, warmup_iterations=1),
+        episode_length=6,
+        sgd_steps=2,
+        dagger=False,
+    )
+    task = build_task(cfg)
+    step = make_train_step(cfg, task)
+    s1, m1 = step(init_train_state(cfg, task))
+    _, m2 = step(s1)
+    assert float(m1["lambda_mean"]) == 0.0
+    assert float(m2["lambda_mean"]) == pytest.approx(0.5)

@@ -21,7 +21,7 @@ CFG = TrainConfig(
     dataset_capacity=100,
     planner=ICEMConfig(population=8, elites=2, horizon=5, iterations=2),
     policy=PolicyConfig(hidden=(16,), batch_size=16),
-    guidance=GuidanceConfig("relative", 0.1),
+    guidance=GuidanceConfig("progress", 0.1),
 )
 
 

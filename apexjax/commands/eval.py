@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     config, state = load_checkpoint(args.run_dir)
     task = build_task(config)
     metrics = make_evaluate(config, task, args.episodes)(
-        state.policy, jax.random.PRNGKey(args.seed)
+        state.policy, jax.random.PRNGKey(args.seed), state.guidance_weight
     )
     m = metrics_to_python(metrics)
     out = {

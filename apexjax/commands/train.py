@@ -8,7 +8,12 @@ import json
 import pathlib
 import sys
 
-from apexjax.configs import ConfigError, parse_overrides
+from apexjax.configs import (
+    ConfigError,
+    build_checked,
+    parse_override_values,
+    parse_overrides,
+)
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -46,13 +51,13 @@ def build_config(task: str, items: list[str]):
     base = dataclasses.replace(
         base, planner=dataclasses.replace(base.planner, beta=DEFAULT_BETA.get(task, 2.0))
     )
-    config = parse_overrides(TrainConfig, top, base=base)
-    changes = {
-        g: parse_overrides(type(getattr(config, g)), v, base=getattr(config, g))
-        for g, v in sub.items()
-        if v
-    }
-    return dataclasses.replace(config, **changes)
+    # Sub-configs first, then ONE build of the whole config, so that checks across groups
+    # (e.g. guidance.mode against expert_data) see every override at once.
+    values = parse_override_values(TrainConfig, top)
+    for g, v in sub.items():
+        if v:
+            values[g] = parse_overrides(type(getattr(base, g)), v, base=getattr(base, g))
+    return build_checked(base, values)
 
 
 def run(args: argparse.Namespace) -> int:
