@@ -12,7 +12,11 @@ batch, the planner's horizon), measured side by side in one run:
 ratio = plan steps/s / raw steps/s (target >= 0.90); peak memory is XLA's compiled
 estimate (arguments + outputs + temporaries), planner vs raw (target <= 1.2x).
 
-    python benchmarks/planner_throughput.py [--tasks a,b] [--population 40] [--out ...]
+``--envs E`` plans for E environments at once (``jax.vmap`` over env states, as training
+does), so the batch per simulator call is E x the population: on an accelerator a single
+environment's population is far too small a batch to measure throughput.
+
+    python benchmarks/planner_throughput.py [--tasks a,b] [--population 40] [--envs 1] [--out ...]
 """
 
 from __future__ import annotations
@@ -45,20 +49,22 @@ def _peak_bytes(jitted, *args) -> int | None:
         return None
 
 
-def measure(task_name: str, config: icem.ICEMConfig, seed: int, repeats: int) -> dict:
+def measure(
+    task_name: str, config: icem.ICEMConfig, seed: int, repeats: int, num_envs: int = 1
+) -> dict:
     task = envs.make(task_name)
-    state = jax.jit(task.reset)(jax.random.key(seed))
+    state = jax.jit(jax.vmap(task.reset))(jax.random.split(jax.random.key(seed), num_envs))
     lo, hi = task.action_bounds
     rows = list(icem.population_sizes(config))
     if config.shift_elites:  # shifted elites are simulated with the first population
         rows[0] += icem.num_keep(config)
     h, a_dim = config.horizon, task.action_dim
     acts = [
-        jax.random.uniform(jax.random.key(seed + i), (n, h, a_dim), minval=lo, maxval=hi)
+        jax.random.uniform(jax.random.key(seed + i), (num_envs, n, h, a_dim), minval=lo, maxval=hi)
         for i, n in enumerate(rows)
     ]
-    steps = sum(rows) * h
-    assert steps == icem.simulated_per_step(config)
+    steps = num_envs * sum(rows) * h
+    assert steps == num_envs * icem.simulated_per_step(config)
 
     def raw_one(s, a):  # [h, A] -> final qpos only
         return jax.lax.scan(lambda s, x: (task.step(s, x), None), s, a)[0].data.qpos
@@ -76,12 +82,22 @@ def measure(task_name: str, config: icem.ICEMConfig, seed: int, repeats: int) ->
 
         return jax.jit(f)
 
-    raw = chained(lambda s, x: jax.vmap(lambda a: raw_one(s, a))(x))
-    roll = chained(lambda s, x: rollout_open_loop_batch(task, s, x)[0])
-    ps = icem.init(config, task.action_bounds)
-    plan = jax.jit(lambda k, p, s: icem.plan(config, k, p, s, task))
+    def per_env(f):  # f(state, batch) for one env -> over the env axis of both
+        return jax.vmap(f)
 
-    out = {"task": task_name, "rows_per_iteration": rows, "horizon": h, "steps_per_call": steps}
+    raw = chained(per_env(lambda s, x: jax.vmap(lambda a: raw_one(s, a))(x)))
+    roll = chained(per_env(lambda s, x: rollout_open_loop_batch(task, s, x)[0]))
+    ps = jax.vmap(lambda _: icem.init(config, task.action_bounds))(jnp.arange(num_envs))
+    one_plan = lambda k, p, s: icem.plan(config, k, p, s, task)  # noqa: E731
+    plan = jax.jit(lambda k, p, s: jax.vmap(one_plan)(jax.random.split(k, num_envs), p, s))
+
+    out = {
+        "task": task_name,
+        "num_envs": num_envs,
+        "rows_per_iteration": rows,
+        "horizon": h,
+        "steps_per_call": steps,
+    }
     fns = {
         "raw": (raw, (state, acts)),
         "rollout": (roll, (state, acts)),
@@ -111,18 +127,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--population", type=int, default=40)
     p.add_argument("--horizon", type=int, default=30)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--envs", type=int, default=1, help="environments planned for at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=pathlib.Path, default=_OUT)
     args = p.parse_args(argv)
     results = []
+    cmd = "python benchmarks/planner_throughput.py " + " ".join(argv or sys.argv[1:])
     for name in args.tasks.split(","):
         config = icem.ICEMConfig(
             population=args.population,
             horizon=args.horizon,
             beta=DEFAULT_BETA.get(name, 2.0),
         )
-        r = measure(name, config, args.seed, args.repeats)
-        r["config"] = {"population": config.population, "horizon": config.horizon}
+        r = measure(name, config, args.seed, args.repeats, args.envs)
+        r["config"] = {
+            "population": config.population,
+            "horizon": config.horizon,
+            "num_envs": args.envs,
+        }
         results.append(r)
         print(
             f"{name}: raw {r['raw']['steps_per_s']:.0f} steps/s, rollout+cost "
@@ -131,10 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             f"compile raw {r['raw']['compile_s']:.0f} s, plan {r['plan']['compile_s']:.0f} s",
             flush=True,
         )
-    cmd = "python benchmarks/planner_throughput.py " + " ".join(argv or sys.argv[1:])
-    write_json(
-        args.out, {"command": cmd.strip(), "environment": environment_info(), "results": results}
-    )
+        doc = {"command": cmd.strip(), "environment": environment_info(), "results": results}
+        write_json(args.out, doc)  # after every task, so a cut run keeps what finished
     print(f"wrote {args.out}")
     return 0
 
