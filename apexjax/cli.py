@@ -1,4 +1,4 @@
-"""``apexjax`` command line: ``plan``, ``train``, ``eval`` (see ``apexjax COMMAND --help``).
+"""``apexjax`` command line: ``plan``, ``train``, ``eval``, ``export`` (see ``apexjax COMMAND --help``).
 
 Every subcommand validates its arguments and config overrides before compiling anything;
 a bad value exits with status 2 and one message naming the field and what is allowed.
@@ -20,6 +20,7 @@ _COMMANDS = {
     "plan": "Run the iCEM planner closed-loop (MPC) on a task.",
     "train": "Train an APEX policy.",
     "eval": "Evaluate a trained run: policy alone vs expert.",
+    "export": "Export a trained run's policy to a NumPy-only .npz file.",
 }
 
 

@@ -74,6 +74,21 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert out["episodes"] == 2 and out["iteration"] == 1
     assert {"policy_return", "expert_return"} <= set(out)
 
+    # export: the NumPy-only file acts like the checkpointed JAX policy
+    import numpy as np
+
+    from apexjax import policy
+    from apexjax.export import load_numpy_policy
+
+    npz = tmp_path / "policy.npz"
+    assert main(["export", str(run_dir), "--out", str(npz)]) == 0
+    assert main(["export", str(run_dir), "--out", str(npz)]) == 2  # never overwrites silently
+    assert "--force" in capsys.readouterr().err
+    config, state = load_checkpoint(run_dir)
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    expected = np.asarray(policy.act(config.policy, state.policy, obs))
+    np.testing.assert_allclose(load_numpy_policy(npz)(obs), expected, atol=1e-5, rtol=1e-5)
+
 
 @pytest.mark.parametrize(
     "override, message",
