@@ -229,7 +229,7 @@ def _episode_fns(config: TrainConfig, task: Task):
             )
         return action, pstate, info, lam_next
 
-    def episode(pol, key, policy_acts: bool, lam0: jax.Array, on: jax.Array):
+    def episode(pol, key, policy_acts: jax.Array | bool, lam0: jax.Array, on: jax.Array):
         """One episode; returns per-step obs [T,O], labels [T,A], costs [T], λ [T], final.
 
         ``lam0`` is λ at the first step; ``on`` (bool) is False during guidance warm-up."""
@@ -243,7 +243,7 @@ def _episode_fns(config: TrainConfig, task: Task):
             env_state, pstate, lam = carry
             obs = task.observation(env_state)
             label, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
-            act = pi(obs) if policy_acts else label
+            act = jnp.where(policy_acts, pi(obs), label)
             nxt = task.step(env_state, act)
             cost = task.cost(env_state, act, nxt)
             out = (obs, label, cost, lam, info.num_simulated_steps)
@@ -324,10 +324,14 @@ def make_train_step(
         phases = [("expert", k_exp, False, aggregator.SOURCE_EXPERT)] if config.expert_data else []
         if config.dagger:
             phases.append(("dagger", k_dag, True, aggregator.SOURCE_POLICY))
-        for name, k_phase, policy_acts, source in phases:
-            obs, labels, costs, lams, n, succ = jax.vmap(
-                lambda k, acts=policy_acts: episode(pol, k, acts, lam0, on)
-            )(jax.random.split(k_phase, E))
+        # Both phases run as ONE vmap over their episodes (who acts is a per-episode flag):
+        # one traced copy of the planner instead of two (compile time) and a batch twice
+        # as large for the accelerator.
+        keys = jnp.concatenate([jax.random.split(k, E) for _, k, _, _ in phases])
+        acts = jnp.concatenate([jnp.full((E,), a) for _, _, a, _ in phases])
+        all_out = jax.vmap(lambda k, a: episode(pol, k, a, lam0, on))(keys, acts)
+        for i, (name, _, policy_acts, source) in enumerate(phases):
+            obs, labels, costs, lams, n, succ = (x[i * E : (i + 1) * E] for x in all_out)
             flat_obs = obs.reshape(E * T, -1)
             data = aggregator.add(data, flat_obs, labels.reshape(E * T, -1), source, it)
             new_obs.append(flat_obs)
