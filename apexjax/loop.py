@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +39,7 @@ from apexjax.guidance import GuidanceConfig, adaptive_weight, guidance_distance,
 from apexjax.planning import icem
 from apexjax.planning.noise import colored_noise
 from apexjax.planning.rollout import rollout_closed_loop, rollout_open_loop
+from apexjax.sharding import make_mesh, split_over_devices
 
 __all__ = [
     "TrainConfig",
@@ -48,7 +49,11 @@ __all__ = [
     "make_evaluate",
     "make_train_step",
     "metrics_to_python",
+    "place_state",
+    "replicated_sharding",
 ]
+
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +74,10 @@ class TrainConfig:
         to the noisy policy candidates.
       sgd_steps: minibatch steps per iteration.
       dataset_capacity: rows in the aggregated dataset (allocated once; ring overwrite).
+      num_devices: local devices the episodes are split over (:mod:`apexjax.sharding`);
+        the episodes of each step (expert + DAgger, and evaluation) must divide evenly.
+        The policy, the dataset and SGD are replicated: the dataset is small next to the
+        simulation, and replicated SGD needs no gradient exchange.
       planner, policy, guidance: the sub-configs.
     """
 
@@ -83,6 +92,7 @@ class TrainConfig:
     candidate_noise: float = 0.1
     sgd_steps: int = 300
     dataset_capacity: int = 100_000
+    num_devices: int = 1
     planner: icem.ICEMConfig = dataclasses.field(default_factory=icem.ICEMConfig)
     policy: policy.PolicyConfig = dataclasses.field(default_factory=policy.PolicyConfig)
     guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
@@ -96,6 +106,7 @@ class TrainConfig:
             "policy_candidates": (self.policy_candidates, 0),
             "sgd_steps": (self.sgd_steps, 1),
             "dataset_capacity": (self.dataset_capacity, 1),
+            "num_devices": (self.num_devices, 1),
         }
         for name, (v, lo) in ints.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -106,6 +117,11 @@ class TrainConfig:
             )
         if not (self.expert_data or self.dagger):
             raise ConfigError("TrainConfig: expert_data and dagger cannot both be off (no data)")
+        if self.num_envs % self.num_devices:
+            raise ConfigError(
+                f"TrainConfig.num_envs: {self.num_envs} episodes cannot be split evenly over "
+                f"num_devices={self.num_devices}; use a multiple of {self.num_devices}"
+            )
         if self.planner.num_extra_candidates != self.policy_candidates:
             # The planner's extra-candidate count is a static shape; keep it in sync.
             object.__setattr__(
@@ -264,6 +280,28 @@ def _episode_fns(config: TrainConfig, task: Task):
     return episode, policy_episode
 
 
+def _batched_episode_fns(config: TrainConfig, task: Task):
+    """Episodes over a leading batch axis of keys, split over ``config.num_devices``:
+
+    ``run_episodes(pol, keys [B], policy_acts [B], lam0, on)`` (the guided planner in the
+    loop) and ``run_policy_episodes(pol, keys [B])`` (the policy alone). The policy, λ and
+    the warm-up flag are replicated on every device.
+    """
+    episode, policy_episode = _episode_fns(config, task)
+    mesh = make_mesh(config.num_devices) if config.num_devices > 1 else None
+    run_episodes = split_over_devices(
+        lambda pol, keys, acts, lam0, on: jax.vmap(lambda k, a: episode(pol, k, a, lam0, on))(
+            keys, acts
+        ),
+        mesh,
+        (False, True, True, False, False),
+    )
+    run_policy_episodes = split_over_devices(
+        lambda pol, keys: jax.vmap(lambda k: policy_episode(pol, k))(keys), mesh, (False, True)
+    )
+    return run_episodes, run_policy_episodes
+
+
 def make_evaluate(
     config: TrainConfig, task: Task | None = None, num_episodes: int | None = None
 ) -> Callable[..., dict[str, jax.Array]]:
@@ -272,18 +310,22 @@ def make_evaluate(
     fresh episodes. ``guidance_weight`` is λ in ``progress`` mode (a run's
     ``TrainState.guidance_weight``); the other modes set λ as in training."""
     task = build_task(config) if task is None else task
-    episode, policy_episode = _episode_fns(config, task)
     n = config.num_envs if num_episodes is None else num_episodes
+    if n % config.num_devices:
+        raise ConfigError(
+            f"num_episodes: {n} cannot be split evenly over num_devices={config.num_devices}"
+        )
+    run_episodes, run_policy_episodes = _batched_episode_fns(config, task)
 
     def evaluate(
         pol: policy.PolicyState, key: jax.Array, guidance_weight: jax.Array | float = 0.0
     ) -> dict[str, jax.Array]:
         k_exp, k_pol = jax.random.split(key)
         lam0 = _initial_weight(config.guidance, guidance_weight, True)
-        _, _, costs, _, _, succ = jax.vmap(lambda k: episode(pol, k, False, lam0, True))(
-            jax.random.split(k_exp, n)
+        _, _, costs, _, _, succ = run_episodes(
+            pol, jax.random.split(k_exp, n), jnp.zeros((n,), bool), lam0, jnp.bool_(True)
         )
-        p_costs, p_succ = jax.vmap(lambda k: policy_episode(pol, k))(jax.random.split(k_pol, n))
+        p_costs, p_succ = run_policy_episodes(pol, jax.random.split(k_pol, n))
         out = {
             "expert_return": jnp.mean(_episode_returns(costs)),
             "policy_return": jnp.mean(_episode_returns(p_costs)),
@@ -305,9 +347,9 @@ def make_train_step(
     (mean and last), the SGD loss, dataset size, simulated control steps.
     """
     task = build_task(config) if task is None else task
-    episode, policy_episode = _episode_fns(config, task)
     E, T = config.num_envs, task.episode_length
     polcfg = config.policy
+    run_episodes, run_policy_episodes = _batched_episode_fns(config, task)
 
     def train_step(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         key, k_exp, k_dag, k_sgd, k_eval = jax.random.split(state.key, 5)
@@ -329,7 +371,7 @@ def make_train_step(
         # as large for the accelerator.
         keys = jnp.concatenate([jax.random.split(k, E) for _, k, _, _ in phases])
         acts = jnp.concatenate([jnp.full((E,), a) for _, _, a, _ in phases])
-        all_out = jax.vmap(lambda k, a: episode(pol, k, a, lam0, on))(keys, acts)
+        all_out = run_episodes(pol, keys, acts, lam0, on)
         for i, (name, _, policy_acts, source) in enumerate(phases):
             obs, labels, costs, lams, n, succ = (x[i * E : (i + 1) * E] for x in all_out)
             flat_obs = obs.reshape(E * T, -1)
@@ -350,7 +392,7 @@ def make_train_step(
             lambda k: aggregator.sample(data, k, polcfg.batch_size),
             config.sgd_steps,
         )
-        costs, succ = jax.vmap(lambda k: policy_episode(pol, k))(jax.random.split(k_eval, E))
+        costs, succ = run_policy_episodes(pol, jax.random.split(k_eval, E))
         lam_cat = jnp.concatenate([x.reshape(-1) for x in lam_all])
         policy_return = jnp.mean(_episode_returns(costs))
         if gcfg.per_iteration:
@@ -383,7 +425,27 @@ def make_train_step(
         )
         return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
-    return jax.jit(train_step)
+    if config.num_devices == 1:
+        return jax.jit(train_step)
+    # The state lives replicated on the mesh, in and out, so the step's output feeds its
+    # next call (and an ahead-of-time compiled step) unchanged.
+    rep = replicated_sharding(config)
+    return jax.jit(train_step, in_shardings=rep, out_shardings=(rep, rep))
+
+
+def replicated_sharding(config: TrainConfig) -> jax.sharding.Sharding:
+    """Where a :class:`TrainState` of this config lives: replicated over its devices."""
+    mesh = make_mesh(config.num_devices)
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+def place_state(config: TrainConfig, tree: _T) -> _T:
+    """``tree`` (a :class:`TrainState`, or any pytree fed to the jitted step or evaluation)
+    moved to where :func:`make_train_step`'s step expects it: replicated on
+    ``config.num_devices`` devices; unchanged for one device."""
+    if config.num_devices == 1:
+        return tree
+    return jax.device_put(tree, replicated_sharding(config))
 
 
 def metrics_to_python(metrics: dict[str, Any]) -> dict[str, float]:

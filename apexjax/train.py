@@ -30,6 +30,7 @@ from apexjax.loop import (
     init_train_state,
     make_train_step,
     metrics_to_python,
+    place_state,
 )
 from apexjax.planning.icem import ICEMConfig
 from apexjax.policy import PolicyConfig
@@ -156,6 +157,7 @@ def train(
         aggregator.nbytes(state.dataset) / 2**20,
     )
     step = make_train_step(config, task)
+    state = place_state(config, state)
     t_compile = time.perf_counter()
     compiled = step.lower(state).compile()
     compile_s = time.perf_counter() - t_compile
