@@ -74,3 +74,17 @@ def test_device_errors_are_clear():
         TrainConfig(num_envs=3, num_devices=2)
     with pytest.raises(ConfigError, match="num_devices"):
         TrainConfig(num_devices=0)
+
+
+def test_cli_asks_for_host_devices_only_when_the_user_did_not(monkeypatch):
+    from apexjax.commands.train import request_host_devices
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_foo=1")
+    request_host_devices(4)
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_foo=1 --xla_force_host_platform_device_count=4"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    request_host_devices(2)  # the user's own setting wins
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"
+    monkeypatch.delenv("XLA_FLAGS")
+    request_host_devices(1)
+    assert "XLA_FLAGS" not in os.environ

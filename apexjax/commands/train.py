@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 
@@ -20,6 +21,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="cartpole_swingup", help="task name (see apexjax.envs)")
     p.add_argument("--run-dir", type=pathlib.Path, default=None, help="default: runs/train-TASK")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the episodes over N local devices (sets num_devices; on CPU the command "
+        "creates N host devices itself)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -60,11 +69,26 @@ def build_config(task: str, items: list[str]):
     return build_checked(base, values)
 
 
+def request_host_devices(n: int) -> None:
+    """Asks XLA for ``n`` CPU host devices, unless the user's ``XLA_FLAGS`` already say how
+    many. Only the command line does this (before JAX creates its backends); the library
+    never touches ``XLA_FLAGS``. Harmless on GPU: it adds CPU devices that go unused."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
 def run(args: argparse.Namespace) -> int:
+    items = list(args.set)
+    if args.devices is not None:  # before anything creates JAX's backends
+        if args.devices < 1:
+            raise ConfigError(f"--devices: must be >= 1, got {args.devices}")
+        items.append(f"num_devices={args.devices}")
+        request_host_devices(args.devices)
     from apexjax import envs
 
     envs.config_class(args.task)  # unknown task: one clear error before anything else
-    config = build_config(args.task, args.set)
+    config = build_config(args.task, items)
     run_dir = args.run_dir or pathlib.Path("runs") / f"train-{args.task}"
 
     from apexjax.train import train
