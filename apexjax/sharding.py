@@ -16,16 +16,18 @@ never changes ``XLA_FLAGS``)::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from apexjax.configs import ConfigError
 
-__all__ = ["AXIS", "make_mesh", "split_over_devices"]
+__all__ = ["AXIS", "make_mesh", "shard_batch", "split_over_devices"]
 
 AXIS = "batch"
+
+_T = TypeVar("_T")
 
 
 def make_mesh(num_devices: int) -> Mesh:
@@ -73,3 +75,12 @@ def split_over_devices(
     from jax.experimental.shard_map import shard_map  # older JAX
 
     return shard_map(fn, mesh=mesh, in_specs=specs, out_specs=out, check_rep=False)
+
+
+def shard_batch(tree: _T, mesh: Mesh | None) -> _T:
+    """Places ``tree``'s arrays with their leading axis split over ``mesh`` (the layout
+    :func:`split_over_devices` expects; arrays already on one device would otherwise be
+    rejected as being on incompatible devices). ``None`` or one device: unchanged."""
+    if mesh is None or mesh.size == 1:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(AXIS)))
