@@ -1,4 +1,5 @@
-"""``apexjax`` command line: ``plan``, ``train``, ``eval``, ``export`` (see ``apexjax COMMAND --help``).
+"""``apexjax`` command line: ``plan``, ``train``, ``eval``, ``export``, ``bench``
+(see ``apexjax COMMAND --help``).
 
 Every subcommand validates its arguments and config overrides before compiling anything;
 a bad value exits with status 2 and one message naming the field and what is allowed.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import pathlib
 import sys
 
 from apexjax.configs import ConfigError
@@ -21,12 +24,50 @@ _COMMANDS = {
     "train": "Train an APEX policy.",
     "eval": "Evaluate a trained run: policy alone vs expert.",
     "export": "Export a trained run's policy to a NumPy-only .npz file.",
+    "bench": "Benchmarks against the alternatives, side by side: JSON and a Markdown table.",
 }
+
+
+_CACHE_ENV = "APEXJAX_CACHE_DIR"
+_DEFAULT_CACHE = "~/.cache/apexjax/xla"
+
+
+def cache_dir(arg: pathlib.Path | None) -> pathlib.Path:
+    """The compilation cache directory: ``--cache-dir``, else ``$APEXJAX_CACHE_DIR``, else
+    ``~/.cache/apexjax/xla``."""
+    if arg is not None:
+        return arg.expanduser()
+    return pathlib.Path(os.environ.get(_CACHE_ENV) or _DEFAULT_CACHE).expanduser()
+
+
+def enable_compile_cache(path: pathlib.Path) -> None:
+    """Turns on JAX's persistent compilation cache at ``path`` for this process.
+
+    Only the command line calls this (a library must not change JAX's global config); code
+    that uses apexjax as a library can do the same with ``jax.config.update``. Programs that
+    compile in under a second are not stored (JAX's default threshold).
+    """
+    import jax
+
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apexjax", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (by default compiled programs are "
+        "kept in --cache-dir, so the second run of the same config skips most of the compile)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=pathlib.Path,
+        default=None,
+        help=f"compilation cache directory (default: ${_CACHE_ENV} or {_DEFAULT_CACHE})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_ in _COMMANDS.items():
         try:
@@ -56,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
         logging.getLogger("apexjax").setLevel(logging.INFO)
     try:
+        if not args.no_compile_cache and args.command != "export":
+            enable_compile_cache(cache_dir(args.cache_dir))
         return int(args._run(args) or 0)
     except ConfigError as e:
         print(f"apexjax {args.command}: error: {e}", file=sys.stderr)

@@ -16,3 +16,15 @@ _CACHE = pathlib.Path(
 )
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _cli_keeps_test_cache(monkeypatch):
+    """In-process CLI calls keep the test cache above instead of pointing JAX at the user's
+    cache directory (the CLI's own cache handling is tested in a subprocess)."""
+    import apexjax.cli
+
+    monkeypatch.setattr(apexjax.cli, "enable_compile_cache", lambda path: None)
