@@ -33,6 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import apexjax.envs as envs
+from apexjax.bench.planner import chained, iteration_batches, raw_final_qpos
 from apexjax.commands.plan import DEFAULT_BETA
 from apexjax.planning import icem
 from apexjax.planning.rollout import rollout_open_loop_batch
@@ -54,38 +55,15 @@ def measure(
 ) -> dict:
     task = envs.make(task_name)
     state = jax.jit(jax.vmap(task.reset))(jax.random.split(jax.random.key(seed), num_envs))
-    lo, hi = task.action_bounds
-    rows = list(icem.population_sizes(config))
-    if config.shift_elites:  # shifted elites are simulated with the first population
-        rows[0] += icem.num_keep(config)
-    h, a_dim = config.horizon, task.action_dim
-    acts = [
-        jax.random.uniform(jax.random.key(seed + i), (num_envs, n, h, a_dim), minval=lo, maxval=hi)
-        for i, n in enumerate(rows)
-    ]
+    rows, acts = iteration_batches(task, config, seed, num_envs)
+    h = config.horizon
     steps = num_envs * sum(rows) * h
     assert steps == num_envs * icem.simulated_per_step(config)
-
-    def raw_one(s, a):  # [h, A] -> final qpos only
-        return jax.lax.scan(lambda s, x: (task.step(s, x), None), s, a)[0].data.qpos
-
-    def chained(batch_fn):
-        # iterations run one after another, as in the planner (each depends on the last);
-        # independent batches would let XLA overlap them, which no planner can do
-        def f(s, xs):
-            outs, dep = [], 0.0
-            for x in xs:
-                y = batch_fn(s, x + dep)
-                dep = 0.0 * jnp.sum(y)
-                outs.append(y)
-            return outs
-
-        return jax.jit(f)
 
     def per_env(f):  # f(state, batch) for one env -> over the env axis of both
         return jax.vmap(f)
 
-    raw = chained(per_env(lambda s, x: jax.vmap(lambda a: raw_one(s, a))(x)))
+    raw = chained(per_env(lambda s, x: jax.vmap(lambda a: raw_final_qpos(task, s, a))(x)))
     roll = chained(per_env(lambda s, x: rollout_open_loop_batch(task, s, x)[0]))
     ps = jax.vmap(lambda _: icem.init(config, task.action_bounds))(jnp.arange(num_envs))
     one_plan = lambda k, p, s: icem.plan(config, k, p, s, task)  # noqa: E731

@@ -13,7 +13,14 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["Figure", "Section", "to_markdown", "figure_dict"]
+__all__ = [
+    "Figure",
+    "Section",
+    "figure_dict",
+    "section_from_dict",
+    "section_to_dict",
+    "to_markdown",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +59,20 @@ class Section:
 def figure_dict(f: Figure) -> dict[str, Any]:
     """JSON-ready dict of a figure."""
     return dataclasses.asdict(f)
+
+
+def section_to_dict(section: Section) -> dict[str, Any]:
+    """JSON-ready dict of a :class:`Section`."""
+    return dict(
+        title=section.title,
+        figures=[figure_dict(f) for f in section.figures],
+        details=section.details,
+    )
+
+
+def section_from_dict(d: dict[str, Any]) -> Section:
+    """Inverse of :func:`section_to_dict`."""
+    return Section(d["title"], [Figure(**f) for f in d["figures"]], d.get("details", {}))
 
 
 def _fmt(x: float | None) -> str:

@@ -10,7 +10,6 @@ a return threshold). ``--report`` re-renders the table from saved JSON files.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -63,15 +62,6 @@ def _parse_list(name: str, text: str, allowed: tuple[str, ...] | None = None) ->
     return items
 
 
-def _sections_from_json(d: dict) -> list:
-    from apexjax.bench import Figure, Section
-
-    return [
-        Section(s["title"], [Figure(**f) for f in s["figures"]], s.get("details", {}))
-        for s in d["sections"]
-    ]
-
-
 def _header(d: dict) -> str:
     env = d.get("environment", {})
     return (
@@ -83,13 +73,13 @@ def _header(d: dict) -> str:
 
 def report(paths: list[pathlib.Path]) -> str:
     """Markdown of saved bench JSON files, in order."""
-    from apexjax.bench import to_markdown
+    from apexjax.bench import section_from_dict, to_markdown
 
     parts = []
     for path in paths:
         try:
             d = json.loads(path.read_text())
-            sections = _sections_from_json(d)
+            sections = [section_from_dict(x) for x in d["sections"]]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise ConfigError(f"--report: {path} is not a bench JSON ({e})") from None
         parts.append(to_markdown(sections, _header(d)))
@@ -118,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     envs.config_class(args.task)  # unknown task: one clear error before anything runs
 
-    from apexjax.bench import figure_dict, to_markdown
+    from apexjax.bench import section_to_dict, to_markdown
     from apexjax.bench.hardware import environment_info, write_json
 
     out_path = args.out or pathlib.Path("runs") / f"bench-{args.task}.json"
@@ -152,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
             done.append(learning.run(args.task, quick=args.quick, seeds=args.seeds))
         print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        result["sections"] = [
-            {**dataclasses.asdict(s), "figures": [figure_dict(f) for f in s.figures]} for s in done
-        ]
+        result["sections"] = [section_to_dict(s) for s in done]
         write_json(out_path, result)  # after every section: a cut-off run keeps what finished
     text = to_markdown(done, _header(result))
     if args.md:
