@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", default="cartpole_swingup")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
-    print(json.dumps(dataclasses.asdict(run(args.task, quick=args.quick)), indent=1))
+    from apexjax.bench.hardware import bench_result
+
+    cmd = "python -m apexjax.bench.compile " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(json.dumps(bench_result([run(args.task, quick=args.quick)], cmd), indent=1, default=str))
     return 0
 
 

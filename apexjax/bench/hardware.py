@@ -11,7 +11,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["environment_info", "write_json"]
+__all__ = ["bench_result", "environment_info", "write_json"]
 
 _PACKAGES = ("jax", "jaxlib", "mujoco", "mujoco-mjx", "brax", "flax", "optax", "numpy")
 
@@ -74,3 +74,19 @@ def _jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()
     return str(x)
+
+
+def bench_result(sections: list[Any], command: str, **extra: Any) -> dict[str, Any]:
+    """The JSON document of one benchmark run (the format ``apexjax bench --report`` reads):
+    the command, the date, :func:`environment_info`, and the sections."""
+    import time
+
+    from apexjax.bench import section_to_dict
+
+    return {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        **extra,
+        "environment": environment_info(),
+        "sections": [section_to_dict(s) for s in sections],
+    }

@@ -399,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     s = run(args.task, quick=args.quick, seeds=args.seeds, threshold=args.threshold)
-    print(json.dumps(dataclasses.asdict(s), indent=1))
+    from apexjax.bench.hardware import bench_result
+
+    cmd = "python -m apexjax.bench.learning " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(json.dumps(bench_result([s], cmd), indent=1, default=str))
     return 0
 
 

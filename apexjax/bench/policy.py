@@ -197,7 +197,6 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m apexjax.bench.policy``: prints the section as JSON."""
-    import dataclasses
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", default="cartpole_swingup")
@@ -205,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", default=None)
     args = p.parse_args(argv)
     s = run(args.task, quick=args.quick, run_dir=args.run_dir)
-    print(json.dumps(dataclasses.asdict(s), indent=1))
+    from apexjax.bench.hardware import bench_result
+
+    cmd = "python -m apexjax.bench.policy " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(json.dumps(bench_result([s], cmd), indent=1, default=str))
     return 0
 
 

@@ -109,17 +109,11 @@ def run(args: argparse.Namespace) -> int:
     envs.config_class(args.task)  # unknown task: one clear error before anything runs
 
     from apexjax.bench import section_to_dict, to_markdown
-    from apexjax.bench.hardware import environment_info, write_json
+    from apexjax.bench.hardware import bench_result, write_json
 
     out_path = args.out or pathlib.Path("runs") / f"bench-{args.task}.json"
-    result: dict = {
-        "command": "apexjax " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
-        "task": args.task,
-        "quick": args.quick,
-        "environment": environment_info(),
-        "sections": [],
-    }
+    command = "apexjax " + " ".join(sys.argv[1:])
+    result = bench_result([], command, task=args.task, quick=args.quick)
     done = []
     for name in sections:
         print(f"bench {args.task}: {name} ...", file=sys.stderr, flush=True)
