@@ -25,7 +25,7 @@ def test_markdown_table():
     )
     md = to_markdown([s], "header")
     assert md.startswith("header") and "### Latency" in md
-    assert "| policy | 0.05 | planner | 40.0 | 800.00× | ms | 1 env |" in md
+    assert "| policy | 0.05 | planner | 40.0 | 800× | ms | 1 env |" in md
     assert "| compile | 12.5 |  |  |  | s |  |" in md
     assert json.loads(json.dumps(figure_dict(s.figures[0])))["ratio"] == 800.0
 
@@ -59,7 +59,7 @@ def test_report_renders_saved_json_and_rejects_corrupt(tmp_path, capsys):
     path.write_text(json.dumps(saved))
     md = tmp_path / "bench.md"
     assert main(["bench", "--report", str(path), "--md", str(md)]) == 0
-    assert "| time per control step | 3.00 | NumPy | 30.0 | 10.00× | ms |" in md.read_text()
+    assert "| time per control step | 3.00 | NumPy | 30.0 | 10.0× | ms |" in md.read_text()
     assert "test CPU" in md.read_text()
     bad = tmp_path / "bad.json"
     bad.write_text("{")

@@ -98,7 +98,7 @@ def to_markdown(sections: list[Section], header: str = "") -> str:
         out.append("| figure | apexjax | baseline | baseline value | ratio | unit | note |")
         out.append("|---|---|---|---|---|---|---|")
         for f in s.figures:
-            ratio = "" if f.ratio is None else f"{f.ratio:.2f}×"
+            ratio = "" if f.ratio is None else f"{_fmt(f.ratio)}×"
             out.append(
                 f"| {f.name} | {_fmt(f.value)} | {f.baseline_name or ''} | {_fmt(f.baseline)} "
                 f"| {ratio} | {f.unit} | {f.note} |"
