@@ -39,7 +39,7 @@ from apexjax.guidance import GuidanceConfig, adaptive_weight, guidance_distance,
 from apexjax.planning import icem
 from apexjax.planning.noise import colored_noise
 from apexjax.planning.rollout import rollout_closed_loop, rollout_open_loop
-from apexjax.sharding import make_mesh, split_over_devices
+from apexjax.sharding import make_mesh, replicate, split_over_devices
 
 __all__ = [
     "TrainConfig",
@@ -74,8 +74,9 @@ class TrainConfig:
         to the noisy policy candidates.
       sgd_steps: minibatch steps per iteration.
       dataset_capacity: rows in the aggregated dataset (allocated once; ring overwrite).
-      num_devices: local devices the episodes are split over (:mod:`apexjax.sharding`);
-        the episodes of each step (expert + DAgger, and evaluation) must divide evenly.
+      num_devices: devices the episodes are split over (:mod:`apexjax.sharding`; in a
+        multi-process run, the devices of all processes); the episodes of each step
+        (expert + DAgger, and evaluation) must divide evenly.
         The policy, the dataset and SGD are replicated: the dataset is small next to the
         simulation, and replicated SGD needs no gradient exchange.
       planner, policy, guidance: the sub-configs.
@@ -442,10 +443,11 @@ def replicated_sharding(config: TrainConfig) -> jax.sharding.Sharding:
 def place_state(config: TrainConfig, tree: _T) -> _T:
     """``tree`` (a :class:`TrainState`, or any pytree fed to the jitted step or evaluation)
     moved to where :func:`make_train_step`'s step expects it: replicated on
-    ``config.num_devices`` devices; unchanged for one device."""
+    ``config.num_devices`` devices (those of all processes in a multi-process run);
+    unchanged for one device."""
     if config.num_devices == 1:
         return tree
-    return jax.device_put(tree, replicated_sharding(config))
+    return replicate(tree, replicated_sharding(config))
 
 
 def metrics_to_python(metrics: dict[str, Any]) -> dict[str, float]:

@@ -11,6 +11,10 @@ uses the others. Host devices must be requested before JAX starts, by the user (
 never changes ``XLA_FLAGS``)::
 
     XLA_FLAGS=--xla_force_host_platform_device_count=2 apexjax train --set num_devices=2
+
+Several processes (:mod:`apexjax.distributed`): the mesh spans the devices of all of them,
+the same number from each; every process feeds its own, and state built identically on
+every process (same seed) is placed across the whole mesh with :func:`replicate`.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from apexjax.configs import ConfigError
 
-__all__ = ["AXIS", "make_mesh", "shard_batch", "split_over_devices"]
+__all__ = ["AXIS", "make_mesh", "replicate", "shard_batch", "split_over_devices"]
 
 AXIS = "batch"
 
@@ -31,25 +36,49 @@ _T = TypeVar("_T")
 
 
 def make_mesh(num_devices: int) -> Mesh:
-    """A 1-D mesh over the first ``num_devices`` local devices (axis name :data:`AXIS`).
+    """A 1-D mesh (axis name :data:`AXIS`) over ``num_devices`` devices.
+
+    One process: its first ``num_devices`` local devices. Several processes
+    (``jax.process_count() > 1``): ``num_devices`` counts the devices of all of them, and
+    each process contributes its first ``num_devices / processes`` local devices, so that
+    every process feeds the same share.
 
     Raises:
       ConfigError: fewer devices are available than asked for (the message says how to get
-        more host devices on CPU).
+        more host devices on CPU), or ``num_devices`` is not a multiple of the process count.
     """
-    devices = jax.local_devices()
-    if num_devices > len(devices):
-        hint = ""
-        if devices[0].platform == "cpu":
-            hint = (
-                f"; on CPU start Python with "
-                f"XLA_FLAGS=--xla_force_host_platform_device_count={num_devices}"
+    processes = jax.process_count()
+    if processes == 1:
+        devices = jax.local_devices()
+        if num_devices > len(devices):
+            raise ConfigError(
+                f"num_devices: {num_devices} asked for, {len(devices)} "
+                f"{devices[0].platform} device(s) available{_cpu_hint(devices[0], num_devices)}"
             )
+        return Mesh(devices[:num_devices], (AXIS,))
+    if num_devices % processes:
         raise ConfigError(
-            f"num_devices: {num_devices} asked for, {len(devices)} "
-            f"{devices[0].platform} device(s) available{hint}"
+            f"num_devices: {num_devices} cannot be shared evenly by {processes} processes; "
+            f"use a multiple of {processes} (every process feeds the same number of devices)"
         )
-    return Mesh(devices[:num_devices], (AXIS,))
+    per = num_devices // processes
+    by_process: dict[int, list[jax.Device]] = {}
+    for d in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
+        by_process.setdefault(d.process_index, []).append(d)
+    for p, devs in sorted(by_process.items()):
+        if len(devs) < per:
+            raise ConfigError(
+                f"num_devices: {num_devices} over {processes} processes needs {per} device(s) "
+                f"per process; process {p} has {len(devs)}{_cpu_hint(devs[0], per)}"
+            )
+    chosen = [d for _, devs in sorted(by_process.items()) for d in devs[:per]]
+    return Mesh(np.array(chosen), (AXIS,))
+
+
+def _cpu_hint(device: jax.Device, n: int) -> str:
+    if device.platform != "cpu":
+        return ""
+    return f"; on CPU start Python with XLA_FLAGS=--xla_force_host_platform_device_count={n}"
 
 
 def split_over_devices(
@@ -84,3 +113,23 @@ def shard_batch(tree: _T, mesh: Mesh | None) -> _T:
     if mesh is None or mesh.size == 1:
         return tree
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(AXIS)))
+
+
+def replicate(tree: _T, sharding: jax.sharding.Sharding) -> _T:
+    """``tree``'s arrays placed whole on every device of ``sharding`` (a replicated one).
+
+    One process: ``jax.device_put``. Several: each process builds the global arrays from its
+    own copy of the values (``jax.make_array_from_callback``), which must be the same on every
+    process (state built from the same seed, or restored from the same checkpoint); nothing
+    is sent between processes.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        host = np.asarray(jax.device_get(x))
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree_util.tree_map(put, tree)

@@ -185,7 +185,9 @@ class MjxTask(Task):
         self.name = name
         self.config = config
         self.mj_model = mj_model
-        self.mjx_model = mjx.put_model(mj_model)
+        # This process's own device: MJX's default, jax.devices()[0], belongs to process 0
+        # in a multi-process run, and the model is closed over as a constant.
+        self.mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0])
         self.episode_length = config.episode_length
         self.frame_skip = config.frame_skip
         self.dt = float(mj_model.opt.timestep) * config.frame_skip
