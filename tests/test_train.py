@@ -69,6 +69,11 @@ def test_cli_train_then_eval(tmp_path, capsys):
     args += ["--set", "planner.horizon=4", "--set", "planner.iterations=1"]
     args += ["--set", "policy.hidden=[8]", "--set", "policy.batch_size=8"]
     assert main(args) == 0
+    assert "| policy alone return |" in capsys.readouterr().err  # the summary table
+    assert "| policy alone return |" in (run_dir / "summary.md").read_text()
+    png = run_dir / "learning_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((run_dir / "summary.json").read_text())["plot"] == png.name
     assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
     out = json.loads((run_dir / "eval.json").read_text())
     assert out["episodes"] == 2 and out["iteration"] == 1
@@ -88,6 +93,14 @@ def test_cli_train_then_eval(tmp_path, capsys):
     obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     expected = np.asarray(policy.act(config.policy, state.policy, obs))
     np.testing.assert_allclose(load_numpy_policy(npz)(obs), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_bad_hang_timeout(tmp_path, capsys):
+    from apexjax.cli import main
+
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--hang-timeout", "-1"]) == 2
+    assert "--hang-timeout" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,28 @@
-"""``apexjax train``: APEX training on a task, into a run directory (``--resume`` continues)."""
+"""``apexjax train``: APEX training on a task, into a run directory (``--resume`` continues).
+
+Devices and processes:
+
+- ``--devices N``: this process splits the episodes over N of its devices (on CPU the
+  command creates N host devices, unless ``XLA_FLAGS`` already says how many). With
+  ``--resume`` the run continues on this count, whatever count it was saved with.
+  Without it: the config's ``num_devices`` (new run), the saved count (resume).
+- Several processes (one per host), started alike on every host::
+
+      apexjax train --coordinator HOST0:PORT --num-processes P --process-id I --devices N ...
+
+  or ``--distributed auto`` inside a cluster job (SLURM, Open MPI, Kubernetes, Cloud TPU),
+  where JAX reads all three from the environment. The run spans N x P devices (without
+  ``--devices``: all local devices of every process, unless ``--set num_devices`` says);
+  process 0 prints progress and writes the run directory, which every process must see
+  (shared filesystem) for the collective checkpoints.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -26,8 +44,18 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="split the episodes over N local devices (sets num_devices; on CPU the command "
-        "creates N host devices itself)",
+        help="split the episodes over N devices of this process (sets num_devices to N times "
+        "the process count; on CPU the command creates N host devices itself); with --resume, "
+        "continue on this many devices instead of the saved count",
+    )
+    p.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="stop with exit status 3, the stage and every thread's stack when no progress "
+        "(compile done, iteration done, checkpoint written) arrives for this long; 0 turns "
+        "it off (default 3600: generous for the longest CPU compiles)",
     )
     p.add_argument(
         "--set",
@@ -36,6 +64,25 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         metavar="FIELD=VALUE",
         help="TrainConfig override, repeatable; sub-configs as planner.FIELD, policy.FIELD, "
         "guidance.FIELD (e.g. --set iterations=5 --set planner.population=64)",
+    )
+    g = p.add_argument_group(
+        "several processes",
+        "one process per host through jax.distributed; give every process the same "
+        "--coordinator and --num-processes and its own --process-id, or --distributed auto",
+    )
+    g.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="address where process 0 serves the coordination service (reachable by all)",
+    )
+    g.add_argument("--num-processes", type=int, metavar="P", help="processes in the run")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process, 0..P-1")
+    g.add_argument(
+        "--distributed",
+        choices=["auto"],
+        default=None,
+        help="auto: JAX reads coordinator, process count and id from the cluster's environment "
+        "(SLURM, Open MPI, Kubernetes, Cloud TPU); opt-in, never implied",
     )
 
 
@@ -78,32 +125,105 @@ def request_host_devices(n: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
+def distributed_config(args: argparse.Namespace):
+    """The :class:`apexjax.distributed.DistributedConfig` the flags ask for (validated)."""
+    from apexjax.distributed import DistributedConfig
+
+    return DistributedConfig(
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        auto=args.distributed == "auto",
+    )
+
+
+def _saved(run_dir: pathlib.Path, field: str, default: int) -> int | None:
+    """An int ``field`` of the config saved in ``run_dir`` (plain JSON, before JAX starts);
+    ``None`` where it is not readable (resuming then fails with the reason)."""
+    try:
+        v = json.loads((run_dir / "config.json").read_text()).get(field, default)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else None
+
+
+def saved_num_devices(run_dir: pathlib.Path) -> int | None:
+    """``num_devices`` of the run saved in ``run_dir``, read before JAX starts; ``None``
+    where there is no readable config."""
+    return _saved(run_dir, "num_devices", 1)
+
+
 def run(args: argparse.Namespace) -> int:
-    items = list(args.set)
-    if args.devices is not None:  # before anything creates JAX's backends
-        if args.devices < 1:
-            raise ConfigError(f"--devices: must be >= 1, got {args.devices}")
-        items.append(f"num_devices={args.devices}")
-        request_host_devices(args.devices)
+    dist = distributed_config(args)  # bad flags: one clear error before anything starts
+    if args.hang_timeout < 0:
+        raise ConfigError(f"--hang-timeout: must be >= 0 seconds, got {args.hang_timeout}")
+    if args.devices is not None and args.devices < 1:
+        raise ConfigError(f"--devices: must be >= 1, got {args.devices}")
     from apexjax import envs
 
     envs.config_class(args.task)  # unknown task: one clear error before anything else
-    config = build_config(args.task, items)
+    config = build_config(args.task, list(args.set))
     run_dir = args.run_dir or pathlib.Path("runs") / f"train-{args.task}"
 
+    # Host devices must be asked for before JAX starts its backends.
+    if args.devices is not None:
+        request_host_devices(args.devices)
+    elif args.resume and not dist.auto:
+        saved = saved_num_devices(run_dir)
+        processes = dist.num_processes or 1
+        if saved is not None and saved % processes == 0:
+            request_host_devices(saved // processes)
+
+    from apexjax import distributed
+
+    distributed.initialize(dist)
+    import jax
+
+    processes = jax.process_count()
+    num_devices = None
+    if args.devices is not None:
+        num_devices = args.devices * processes
+    elif processes > 1 and not args.resume:
+        if not any(item.split("=", 1)[0].strip() == "num_devices" for item in args.set):
+            num_devices = jax.device_count()
+    primary = jax.process_index() == 0
+    if not primary:
+        logging.getLogger("apexjax").setLevel(logging.WARNING)
+
     from apexjax.train import train
+
+    total = config.iterations
+    if args.resume:
+        total = max(total, _saved(run_dir, "iterations", 1) or 1)
 
     def progress(it: int, row: dict[str, float]) -> None:
         keys = ("expert_return", "policy_return", "expert_success", "policy_success")
         shown = "  ".join(f"{k} {row[k]:.2f}" for k in keys if k in row)
         print(
-            f"iter {it}/{config.iterations}  {shown}  lambda {row['lambda_mean']:.3f}  "
+            f"iter {it}/{total}  {shown}  lambda {row['lambda_mean']:.3f}  "
             f"loss {row['loss']:.4f}  {row['seconds']:.1f} s",
             file=sys.stderr,
             flush=True,
         )
 
-    print(f"train {config.task} -> {run_dir} (compiling...)", file=sys.stderr, flush=True)
-    summary = train(config, run_dir, resume=args.resume, callback=progress)
-    print(json.dumps(summary["final"], indent=2))
+    if primary:
+        where = f" over {processes} processes" if processes > 1 else ""
+        what = f"resume {run_dir}" if args.resume else f"train {config.task} -> {run_dir}"
+        print(f"{what}{where} (compiling...)", file=sys.stderr, flush=True)
+    from apexjax.train import summary_table
+    from apexjax.watchdog import Watchdog
+
+    hint = "Raise --hang-timeout if a compile legitimately takes longer. "
+    with Watchdog(args.hang_timeout, hint=hint) as watchdog:
+        summary = train(
+            config,
+            run_dir,
+            resume=args.resume,
+            num_devices=num_devices,
+            callback=progress,
+            on_stage=watchdog.progress,
+        )
+    if primary:
+        print(summary_table(summary), file=sys.stderr, flush=True)
+        print(json.dumps(summary["final"], indent=2))
     return 0
