@@ -3,6 +3,10 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TASK ?= cartpole_swingup
+# A CPU-sized APEX run: 5 outer iterations, 2+2 episodes each, iCEM N=16/K=4/h=20, the
+# episodes split over 2 host devices. Override with `make run RUN_ARGS="--set ..."`.
+RUN_ARGS ?= --devices 2 --set iterations=5 --set num_envs=2 --set planner.population=16 \
+	--set planner.elites=4 --set planner.horizon=20
 
 .PHONY: venv run test lint bench clean
 
@@ -14,9 +18,14 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-# Main job on the default task (CPU, a few minutes).
+# Main job on the default task (CPU, a few minutes): train an APEX policy into a new run
+# directory (a finished run is never overwritten), then evaluate it and export it to NumPy.
 run: venv
-	$(BIN)/apexjax plan --task $(TASK) --out runs/plan-$(TASK).json
+	@d=runs/train-$(TASK)-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/apexjax train --task $(TASK) --run-dir $$d $(RUN_ARGS) && \
+	$(BIN)/apexjax eval $$d --episodes 8 && \
+	$(BIN)/apexjax export $$d --out $$d/policy.npz && \
+	echo "run directory: $$d (summary.md, learning_curve.png, eval.json, policy.npz)"
 
 # The whole test suite (CI runs exactly this).
 test: venv
@@ -27,8 +36,9 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Planner vs NumPy iCEM, policy latency, compile cache (add learning for APEX vs PPO).
 bench: venv
-	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/apexjax bench --task $(TASK) --sections planner,policy,compile --devices 1,2
 
 clean:
 	rm -rf $(VENV) runs

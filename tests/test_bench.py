@@ -108,5 +108,22 @@ def test_threshold_crossing():
     assert _crossing(curve, -10.0)["reached"] is False
 
 
+def test_learning_figures_bound_seeds_that_never_reach():
+    from apexjax.bench.learning import figures
+
+    def seed(i, curve, threshold=-50.0):
+        return {"seed": i, "curve": curve, **_crossing(curve, threshold)}
+
+    details = {
+        "threshold": -50.0,
+        "apex": {"per_seed": [seed(0, [(100.0, 1e6, -40.0)]), seed(1, [(300.0, 3e6, -45.0)])]},
+        "ppo": {"per_seed": [seed(0, [(400.0, 4e6, -30.0)]), seed(1, [(800.0, 8e6, -60.0)])]},
+    }
+    wall, steps = figures(details)
+    assert wall.value == 200.0 and wall.baseline == 600.0 and wall.ratio == 3.0
+    assert "lower bound" in wall.note and "seed 1 not reached" in wall.note
+    assert steps.value == 2e6 and steps.baseline == 6e6
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
