@@ -38,7 +38,8 @@ lint: venv
 
 # Planner vs NumPy iCEM, policy latency, compile cache (add learning for APEX vs PPO).
 bench: venv
-	$(BIN)/apexjax bench --task $(TASK) --sections planner,policy,compile --devices 1,2
+	$(BIN)/apexjax bench --task $(TASK) --sections planner,policy,compile --devices 1,2 \
+		--out runs/bench-$(TASK).json --md runs/bench-$(TASK).md
 
 clean:
 	rm -rf $(VENV) runs
