@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from typing import Any, ClassVar
 
 import jax
@@ -200,9 +201,15 @@ class MjxTask(Task):
 
     def make_data(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
         """MJX data at ``qpos``/``qvel`` with derived quantities (positions, contacts) computed."""
-        data = mjx.make_data(self.mjx_model)
-        data = data.replace(qpos=qpos, qvel=qvel)
-        return mjx.forward(self.mjx_model, data)
+        return self._forward(qpos, qvel)
+
+    @functools.cached_property
+    def _forward(self):
+        def forward(qpos, qvel):
+            data = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
+            return mjx.forward(self.mjx_model, data)
+
+        return jax.jit(forward)
 
     def is_finite(self, state: State) -> jax.Array:
         """True iff qpos and qvel are finite. A diverged step corrupts both, so checking
@@ -211,6 +218,15 @@ class MjxTask(Task):
         return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
 
     def _step(self, state: State, action: jax.Array) -> State:
-        data = state.data.replace(ctrl=action.astype(state.data.ctrl.dtype))
-        data = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
+        data = self._physics(state.data, action.astype(state.data.ctrl.dtype))
         return state.replace(data=data, t=state.t + 1)
+
+    @functools.cached_property
+    def _physics(self):
+        def physics(data, ctrl):
+            data = data.replace(ctrl=ctrl)
+            return jax.lax.fori_loop(
+                0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data
+            )
+
+        return jax.jit(physics)
