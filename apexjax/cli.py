@@ -1,5 +1,5 @@
-"""``apexjax`` command line: ``plan``, ``train``, ``eval``, ``export``, ``bench``
-(see ``apexjax COMMAND --help``).
+"""``apexjax`` command line: ``plan``, ``train``, ``eval``, ``export``, ``bench``,
+``presets`` (see ``apexjax COMMAND --help``).
 
 Every subcommand validates its arguments and config overrides before compiling anything;
 a bad value exits with status 2 and one message naming the field and what is allowed.
@@ -25,6 +25,7 @@ _COMMANDS = {
     "eval": "Evaluate a trained run: policy alone vs expert.",
     "export": "Export a trained run's policy to a NumPy-only .npz file.",
     "bench": "Benchmarks against the alternatives, side by side: JSON and a Markdown table.",
+    "presets": "List the named training budgets (paper, cpu, ...) of each task.",
 }
 
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
         logging.getLogger("apexjax").setLevel(logging.INFO)
     try:
-        if not args.no_compile_cache and args.command != "export":
+        if not args.no_compile_cache and args.command not in ("export", "presets"):
             enable_compile_cache(cache_dir(args.cache_dir))
         return int(args._run(args) or 0)
     except ConfigError as e:

@@ -3,7 +3,8 @@
 A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` and
 ``metrics.csv`` (one row per iteration), ``checkpoints/`` (the full :class:`TrainState`
 through orbax, so a resumed run continues exactly as an uninterrupted one would) and
-``summary.json`` + ``summary.md`` (final metrics) and ``learning_curve.png`` (expert vs
+``summary.json`` + ``summary.md`` (final metrics), ``metadata.json`` (where given: how the
+run was configured, e.g. its preset) and ``learning_curve.png`` (expert vs
 policy return and success, and λ, per iteration; needs matplotlib). Nothing here runs
 inside jit.
 
@@ -175,6 +176,7 @@ def train(
     checkpoint_every: int = 1,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs ``config.iterations`` outer iterations; returns the summary dict.
 
@@ -194,6 +196,9 @@ def train(
       on_stage: called with the name of each stage as it starts ("compiling the training
         step", "iteration 3", "saving checkpoint 3"), on every process: a progress
         watchdog's heartbeat (:class:`apexjax.watchdog.Watchdog`).
+      metadata: JSON-ready facts about how a new run was configured (the CLI passes its
+        preset); written to ``metadata.json`` and repeated in ``summary.json``. A resumed
+        run keeps the one it was started with.
 
     Raises:
       ConfigError: the run directory is unusable, or ``num_devices`` does not fit the run
@@ -228,6 +233,8 @@ def train(
     if primary:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+        if metadata is not None and not resume:
+            (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
     task = build_task(config)
     if state is None:
         state = init_train_state(config, task)
@@ -279,6 +286,8 @@ def train(
             else []
         )
         png = plots.learning_curve(rows, run_dir / "learning_curve.png", config.task)
+        if (run_dir / "metadata.json").exists():
+            summary["metadata"] = json.loads((run_dir / "metadata.json").read_text())
         summary["plot"] = None if png is None else png.name
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         (run_dir / "summary.md").write_text(summary_table(summary))
@@ -315,6 +324,16 @@ def summary_table(summary: dict[str, Any]) -> str:
             v = final[key]
             text = f"{100 * v:.0f} %" if key.endswith("success") else f"{v:.4g}"
             lines.append(f"| {label} | {text} |")
+    meta = summary.get("metadata") or {}
+    if "preset" in meta:
+        text = str(meta["preset"])
+        red = meta.get("reduction_vs_paper")
+        if red:
+            text += (
+                f" ({red['per_control_step']:.3g}× fewer simulated steps per control step "
+                f"than paper, {red['per_run']:.3g}× per run)"
+            )
+        lines.append(f"| preset | {text} |")
     lines.append(f"| compile | {summary['compile_seconds']:.1f} s |")
     lines.append(f"| training this session | {summary['train_seconds_this_session']:.1f} s |")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="control steps (default: episode)")
     p.add_argument("--cem", action="store_true", help="plain CEM preset (beta 0, improvements off)")
     p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="the planner budget (and episode length) of the task's training preset "
+        "(apexjax.presets: paper, cpu, smoke); with --cem, plain CEM at the same simulated "
+        "steps per control step; --set applies on top",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -50,6 +58,15 @@ def run(args: argparse.Namespace) -> int:
     base = icem.cem_config() if args.cem else icem.ICEMConfig()
     if not args.cem and args.task in DEFAULT_BETA:
         base = icem.ICEMConfig(beta=DEFAULT_BETA[args.task])
+    preset_steps = 0
+    if args.preset is not None:
+        from apexjax import presets
+
+        values = presets.preset_overrides(args.task, args.preset)
+        preset_steps = int(values.get("episode_length", 0))  # type: ignore[arg-type]
+        base = icem.ICEMConfig(**presets.sub_overrides(values, "planner"))  # type: ignore[arg-type]
+        if args.cem:
+            base = presets.cem_at_equal_budget(base)
     config = parse_overrides(icem.ICEMConfig, args.set, base=base)
     task_overrides = parse_overrides(envs.config_class(args.task), args.task_set)
     task = envs.make(args.task, **to_dict(task_overrides))
@@ -59,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from apexjax.planning.mpc import run_mpc
 
-    steps = args.steps or task.episode_length
+    steps = args.steps or preset_steps or task.episode_length
     print(
         f"plan {args.task}: {args.episodes} episode(s) x {steps} steps, "
         f"{icem.simulated_per_step(config)} simulated steps per control step; compiling...",
@@ -94,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         out = dict(
             task=args.task,
             seed=args.seed,
+            preset=args.preset,
             config=to_dict(config),
             task_config=to_dict(task.config) if hasattr(task, "config") else None,
             returns=returns.tolist(),

@@ -40,6 +40,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", type=pathlib.Path, default=None, help="default: runs/train-TASK")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="named budget of the task (apexjax.presets: paper = the full budget for a GPU, "
+        "cpu = reduced for a 2-core CPU, smoke = a plumbing check); --set overrides apply on "
+        "top of it",
+    )
+    p.add_argument(
         "--devices",
         type=int,
         default=None,
@@ -86,10 +94,19 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_config(task: str, items: list[str]):
-    """TrainConfig from ``--set`` items (validated; nothing compiles)."""
+def build_config(task: str, items: list[str], preset: str | None = None):
+    """TrainConfig from preset ``preset`` of ``task`` (:mod:`apexjax.presets`), if given,
+    then the ``--set`` items on top (validated; nothing compiles).
+
+    Raises:
+      ConfigError: an unknown preset (the message lists the task's presets) or a bad
+        ``--set`` item.
+    """
+    from apexjax import presets
     from apexjax.commands.plan import DEFAULT_BETA
     from apexjax.loop import TrainConfig
+
+    preset_values = None if preset is None else presets.preset_overrides(task, preset)
 
     top, sub = [], {"planner": [], "policy": [], "guidance": []}
     for item in items:
@@ -107,6 +124,8 @@ def build_config(task: str, items: list[str]):
     base = dataclasses.replace(
         base, planner=dataclasses.replace(base.planner, beta=DEFAULT_BETA.get(task, 2.0))
     )
+    if preset_values is not None:
+        base = presets.apply_overrides(base, preset_values)
     # Sub-configs first, then ONE build of the whole config, so that checks across groups
     # (e.g. guidance.mode against expert_data) see every override at once.
     values = parse_override_values(TrainConfig, top)
@@ -153,6 +172,20 @@ def saved_num_devices(run_dir: pathlib.Path) -> int | None:
     return _saved(run_dir, "num_devices", 1)
 
 
+def preset_metadata(task: str, preset: str, items: list[str], config) -> dict:
+    """What a run records about its preset: the name, its overrides (as ``--set``
+    strings), the ``--set`` items given on top, and how many times fewer simulated steps
+    the resulting ``config`` spends than the task's ``paper`` preset."""
+    from apexjax import presets
+
+    return {
+        "preset": preset,
+        "preset_overrides": presets.override_items(presets.preset_overrides(task, preset)),
+        "set": list(items),
+        "reduction_vs_paper": presets.config_reduction(config),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     dist = distributed_config(args)  # bad flags: one clear error before anything starts
     if args.hang_timeout < 0:
@@ -162,7 +195,15 @@ def run(args: argparse.Namespace) -> int:
     from apexjax import envs
 
     envs.config_class(args.task)  # unknown task: one clear error before anything else
-    config = build_config(args.task, list(args.set))
+    if args.preset is not None and args.resume:
+        raise ConfigError(
+            "--preset: a resumed run keeps its saved config; drop --preset (train longer "
+            "with --set iterations=N)"
+        )
+    config = build_config(args.task, list(args.set), preset=args.preset)
+    meta = None
+    if args.preset is not None:
+        meta = preset_metadata(args.task, args.preset, list(args.set), config)
     run_dir = args.run_dir or pathlib.Path("runs") / f"train-{args.task}"
 
     # Host devices must be asked for before JAX starts its backends.
@@ -222,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
             num_devices=num_devices,
             callback=progress,
             on_stage=watchdog.progress,
+            metadata=meta,
         )
     if primary:
         print(summary_table(summary), file=sys.stderr, flush=True)

@@ -1,0 +1,443 @@
+"""Named training budgets ("presets") per task, as plain data, and their cost in simulated steps.
+
+A preset is a dict of dotted :class:`~apexjax.loop.TrainConfig` overrides, the same keys
+``apexjax train --set`` takes (``"planner.population": 40``, ``"iterations": 20``, ...).
+The command line applies a preset first and ``--set`` on top (:func:`apply_overrides`).
+
+Presets (every task listed in :data:`PRESETS` has all three):
+
+``paper``
+    The full budget, meant for a GPU. The iCEM values are the authors' low-budget
+    configuration from the iCEM paper (REFERENCE.md): N = 40, I = 3, K = 10, h = 30,
+    γ = 1.25, ξ = 0.3, α = 0.1, init_std = 0.5, keep/shift elites and the mean action on,
+    and the colored-noise β of the task (:data:`PAPER_BETA`); the task's own episode length.
+    The APEX paper's outer-loop values are NOT known (its method section could not be
+    obtained): outer iterations, episodes per iteration, SGD steps, network size and
+    dataset capacity here are this project's documented choice, not the paper's. The
+    choice: ``num_envs`` expert + ``num_envs`` DAgger episodes per iteration with
+    ``num_envs · T`` between 1,600 and 8,000 rows per phase (more, shorter episodes on the
+    short tasks, which also fills an accelerator better); 20-25 iterations (15 or fewer on
+    the small benchmark tasks); 1,000 SGD steps of batch 256 per iteration; the MLP 2 × 256
+    of the reference recipe; a dataset that holds every row of the run (nothing is
+    overwritten). Guidance: one policy candidate, ``progress`` λ with λ0 = 1 (the project
+    default).
+``cpu``
+    A reduced budget a 2-core CPU finishes in tens of minutes per method (3 seeds at once):
+    iCEM N = 16, K = 4 (h = 20 unless noted), 2 + 2 episodes per iteration, 5 iterations,
+    300 SGD steps; for the 1000-step tasks a shorter episode. :func:`reduction` gives the
+    factor of simulated steps against ``paper``, per control step and per run; the values
+    for door, fetch_pick_and_place and humanoid_standup are placeholders kept in
+    :data:`CPU_UNTUNED` until they are tuned from measured throughput.
+``smoke``
+    The least that runs every piece once (1 iteration, short episodes, tiny planner):
+    checks an installation end to end; its numbers mean nothing.
+
+Per control step (:func:`apexjax.planning.icem.simulated_per_step` of the training planner,
+one policy candidate): paper 3,090 simulated steps; cpu 820 (h = 20) or 615 (h = 15),
+3.8× and 5.0× fewer. Per run, :func:`reduction` and :func:`budget_table` give the figures.
+
+This module imports no JAX at import time: names and overrides can be checked before
+anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from apexjax.configs import ConfigError, replace_checked
+
+if TYPE_CHECKING:
+    from apexjax.loop import TrainConfig
+    from apexjax.planning.icem import ICEMConfig
+
+_C = TypeVar("_C")
+
+__all__ = [
+    "CPU_UNTUNED",
+    "EPISODE_LENGTH",
+    "PAPER_BETA",
+    "PRESETS",
+    "Budget",
+    "apply_overrides",
+    "budget",
+    "budget_table",
+    "cem_at_equal_budget",
+    "config_reduction",
+    "override_items",
+    "preset_budget",
+    "preset_names",
+    "preset_overrides",
+    "reduction",
+    "sub_overrides",
+]
+
+#: Colored-noise exponent β per task. REFERENCE.md (iCEM paper) for the paper's tasks and
+#: DM Control cartpole; pendulum and reacher as ``apexjax plan`` uses them.
+PAPER_BETA: dict[str, float] = {
+    "humanoid_standup": 2.0,
+    "door": 2.5,
+    "fetch_pick_and_place": 3.0,
+    "halfcheetah_running": 0.25,
+    "cartpole_swingup": 0.25,
+    "pendulum_swingup": 2.0,
+    "reacher": 2.5,
+}
+
+#: The task's own episode length (control steps; REFERENCE.md and the task configs), used
+#: only for budget arithmetic: ``paper`` trains on the task's own length (episode_length 0).
+EPISODE_LENGTH: dict[str, int] = {
+    "humanoid_standup": 1000,
+    "door": 200,
+    "fetch_pick_and_place": 50,
+    "halfcheetah_running": 1000,
+    "cartpole_swingup": 200,
+    "pendulum_swingup": 100,
+    "reacher": 50,
+}
+
+# The iCEM paper's low-budget planner (REFERENCE.md), β added per task.
+_PAPER_PLANNER: dict[str, object] = {
+    "planner.population": 40,
+    "planner.iterations": 3,
+    "planner.elites": 10,
+    "planner.horizon": 30,
+    "planner.decay": 1.25,
+    "planner.keep_fraction": 0.3,
+    "planner.momentum": 0.1,
+    "planner.init_std": 0.5,
+    "planner.keep_elites": True,
+    "planner.shift_elites": True,
+    "planner.use_mean_actions": True,
+    "planner.execute": "best",
+}
+
+# APEX's outer loop at the paper budget: this project's choice (the paper's is unknown).
+# task -> (iterations, num_envs per phase)
+_PAPER_LOOP: dict[str, tuple[int, int]] = {
+    "humanoid_standup": (20, 8),
+    "door": (25, 16),
+    "fetch_pick_and_place": (25, 32),
+    "halfcheetah_running": (20, 8),
+    "cartpole_swingup": (15, 16),
+    "pendulum_swingup": (10, 16),
+    "reacher": (15, 32),
+}
+
+# The measured CPU budget of experiments/results/cartpole_swingup.json (iCEM N=16, K=4,
+# h=20; 2+2 episodes; 5 iterations; 300 SGD steps), shared by every task's "cpu" preset.
+_CPU_COMMON: dict[str, object] = {
+    "planner.population": 16,
+    "planner.elites": 4,
+    "planner.horizon": 20,
+    "iterations": 5,
+    "num_envs": 2,
+    "sgd_steps": 300,
+}
+
+#: PLACEHOLDERS, not yet tuned from measured throughput: the "cpu" preset of the tasks
+#: that are slow on MJX (contacts, many joints). Replace these numbers once a run on the
+#: 2-core CPU has measured the steps/s of each; every key here overrides :data:`_CPU_COMMON`.
+CPU_UNTUNED: dict[str, dict[str, object]] = {
+    "humanoid_standup": {"episode_length": 200, "planner.horizon": 15, "iterations": 3},
+    "door": {"episode_length": 200, "iterations": 4},
+    "fetch_pick_and_place": {"episode_length": 50, "planner.horizon": 15, "num_envs": 4},
+}
+
+# Tuned "cpu" differences of the other tasks (from the measured MJX throughput in the README).
+_CPU_TUNED: dict[str, dict[str, object]] = {
+    # 1000-step episodes at ~25k MJX steps/s: 200 steps (10 s of running) keep an
+    # iteration of 3 seeds near a minute on 4 host devices.
+    "halfcheetah_running": {"episode_length": 200},
+    "cartpole_swingup": {},
+    "pendulum_swingup": {},
+    "reacher": {},
+}
+
+_SMOKE: dict[str, object] = {
+    "planner.population": 8,
+    "planner.elites": 2,
+    "planner.horizon": 8,
+    "planner.iterations": 2,
+    "iterations": 1,
+    "num_envs": 2,
+    "episode_length": 20,
+    "sgd_steps": 20,
+    "dataset_capacity": 1_000,
+    "policy.hidden": (32, 32),
+    "policy.batch_size": 32,
+}
+
+
+def _rows(overrides: Mapping[str, object], task: str) -> int:
+    """Dataset rows a run of ``overrides`` collects: iterations x 2 phases x num_envs x T."""
+    T = int(overrides.get("episode_length", 0)) or EPISODE_LENGTH[task]  # type: ignore[arg-type]
+    return int(overrides["iterations"]) * 2 * int(overrides["num_envs"]) * T  # type: ignore[arg-type]
+
+
+def _paper(task: str) -> dict[str, object]:
+    iterations, num_envs = _PAPER_LOOP[task]
+    p: dict[str, object] = {
+        **_PAPER_PLANNER,
+        "planner.beta": PAPER_BETA[task],
+        "episode_length": 0,
+        "iterations": iterations,
+        "num_envs": num_envs,
+        "sgd_steps": 1000,
+        "policy.hidden": (256, 256),
+        "policy.batch_size": 256,
+        "policy_candidates": 1,
+        "candidate_noise": 0.1,
+        "guidance.mode": "progress",
+        "guidance.weight": 1.0,
+    }
+    p["dataset_capacity"] = _rows(p, task)
+    return p
+
+
+def _cpu(task: str) -> dict[str, object]:
+    p: dict[str, object] = {**_PAPER_PLANNER, "planner.beta": PAPER_BETA[task], **_CPU_COMMON}
+    p.update(CPU_UNTUNED.get(task, _CPU_TUNED.get(task, {})))
+    p.setdefault("episode_length", 0)
+    p["dataset_capacity"] = _rows(p, task)
+    return p
+
+
+def _smoke(task: str) -> dict[str, object]:
+    return {"planner.beta": PAPER_BETA[task], **_SMOKE}
+
+
+#: task -> preset name -> dotted TrainConfig overrides (plain data; see the module docstring).
+PRESETS: dict[str, dict[str, dict[str, object]]] = {
+    task: {"paper": _paper(task), "cpu": _cpu(task), "smoke": _smoke(task)} for task in PAPER_BETA
+}
+
+
+def preset_names(task: str) -> tuple[str, ...]:
+    """The preset names of ``task`` (empty for a task without presets)."""
+    return tuple(PRESETS.get(task, {}))
+
+
+def preset_overrides(task: str, name: str) -> dict[str, object]:
+    """A copy of preset ``name`` of ``task``: ``{"planner.population": 40, ...}``.
+
+    Raises:
+      ConfigError: no such task or preset; the message lists what is allowed.
+    """
+    if task not in PRESETS:
+        raise ConfigError(
+            f"--preset: task {task!r} has no presets; tasks with presets: {', '.join(PRESETS)}"
+        )
+    if name not in PRESETS[task]:
+        raise ConfigError(
+            f"--preset: unknown preset {name!r} for task {task!r}; allowed: "
+            f"{', '.join(PRESETS[task])}"
+        )
+    return dict(PRESETS[task][name])
+
+
+def override_items(overrides: Mapping[str, object]) -> list[str]:
+    """``{"planner.population": 40}`` -> ``["planner.population=40"]``: the ``--set``
+    strings that say the same (tuples as JSON lists, booleans as true/false)."""
+    items = []
+    for key, v in overrides.items():
+        if isinstance(v, bool):
+            text = "true" if v else "false"
+        elif isinstance(v, (tuple, list)):
+            text = json.dumps(list(v))
+        else:
+            text = str(v)
+        items.append(f"{key}={text}")
+    return items
+
+
+def sub_overrides(overrides: Mapping[str, object], group: str) -> dict[str, object]:
+    """The ``group.FIELD`` entries of ``overrides`` as ``{FIELD: value}`` (e.g. the
+    planner part of a preset for ``apexjax plan``)."""
+    prefix = group + "."
+    return {k[len(prefix) :]: v for k, v in overrides.items() if k.startswith(prefix)}
+
+
+def apply_overrides(config: TrainConfig, overrides: Mapping[str, object]) -> TrainConfig:
+    """``config`` with the dotted, typed ``overrides`` (``"planner.beta": 2.5``) applied
+    in one validated build.
+
+    Raises:
+      ConfigError: an unknown group or field (the message lists the allowed ones) or a
+        value the config rejects.
+    """
+    groups = {
+        f.name
+        for f in dataclasses.fields(config)
+        if dataclasses.is_dataclass(getattr(config, f.name))
+    }
+    top: dict[str, Any] = {}
+    sub: dict[str, dict[str, Any]] = {}
+    for key, v in overrides.items():
+        if "." in key:
+            group, field = key.split(".", 1)
+            if group not in groups:
+                raise ConfigError(
+                    f"TrainConfig: unknown group {group!r} in {key!r}; allowed: {sorted(groups)}"
+                )
+            sub.setdefault(group, {})[field] = v
+        else:
+            top[key] = v
+    for group, part in sub.items():
+        top[group] = _replace(getattr(config, group), part)
+    # One build of the whole config, so checks across groups see every override at once.
+    return _replace(config, top)
+
+
+def _replace(config: _C, changes: dict[str, Any]) -> _C:
+    """:func:`~apexjax.configs.replace_checked`, any validation error as ConfigError."""
+    try:
+        return replace_checked(config, **changes)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{type(config).__name__}: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Simulated control steps a training config spends (the planner's imagined steps).
+
+    Attributes:
+      simulated_per_step: one guided ``plan`` call
+        (:func:`apexjax.planning.icem.simulated_per_step`, policy candidates included).
+      episode_length: control steps per episode.
+      episodes_per_iteration: expert + DAgger episodes of one iteration.
+      iterations: outer iterations.
+    """
+
+    simulated_per_step: int
+    episode_length: int
+    episodes_per_iteration: int
+    iterations: int
+
+    @property
+    def simulated_per_iteration(self) -> int:
+        """Planner steps of one outer iteration (evaluation episodes not counted)."""
+        return self.simulated_per_step * self.episode_length * self.episodes_per_iteration
+
+    @property
+    def simulated_per_run(self) -> int:
+        """Planner steps of the whole training run."""
+        return self.simulated_per_iteration * self.iterations
+
+
+def budget(config: TrainConfig, episode_length: int | None = None) -> Budget:
+    """The :class:`Budget` of ``config``. ``episode_length`` is needed where the config
+    says 0 (the task's own) and the task is not in :data:`EPISODE_LENGTH`."""
+    from apexjax.planning import icem
+
+    T = config.episode_length or episode_length or EPISODE_LENGTH.get(config.task, 0)
+    if not T:
+        raise ConfigError(
+            f"budget: the episode length of task {config.task!r} is not known here; pass it"
+        )
+    phases = int(config.expert_data) + int(config.dagger)
+    return Budget(
+        simulated_per_step=icem.simulated_per_step(config.planner),
+        episode_length=int(T),
+        episodes_per_iteration=phases * config.num_envs,
+        iterations=config.iterations,
+    )
+
+
+def _build(task: str, overrides: Mapping[str, object]) -> TrainConfig:
+    from apexjax.loop import TrainConfig
+
+    return apply_overrides(TrainConfig(task=task), overrides)
+
+
+def preset_budget(task: str, name: str) -> Budget:
+    """The :class:`Budget` of preset ``name`` of ``task`` (builds the config only)."""
+    return budget(_build(task, preset_overrides(task, name)))
+
+
+def _fewer(a: Budget, b: Budget) -> dict[str, float]:
+    return {
+        "per_control_step": b.simulated_per_step / a.simulated_per_step,
+        "per_run": b.simulated_per_run / a.simulated_per_run,
+    }
+
+
+def reduction(task: str, name: str, reference: str = "paper") -> dict[str, float]:
+    """How many times fewer simulated steps preset ``name`` spends than ``reference``:
+    ``{"per_control_step": ..., "per_run": ...}`` (> 1 means cheaper)."""
+    return _fewer(preset_budget(task, name), preset_budget(task, reference))
+
+
+def config_reduction(
+    config: TrainConfig, episode_length: int | None = None, reference: str = "paper"
+) -> dict[str, float] | None:
+    """:func:`reduction` of any config (a preset with ``--set`` on top) against preset
+    ``reference`` of its task; ``None`` where the task has no such preset."""
+    if reference not in preset_names(config.task):
+        return None
+    return _fewer(budget(config, episode_length), preset_budget(config.task, reference))
+
+
+def budget_table(tasks: list[str] | None = None) -> str:
+    """Markdown table of every preset's budget and its reduction against ``paper``."""
+    lines = [
+        "| task | preset | sim. steps / control step | episode | episodes / iteration | "
+        "iterations | sim. steps / run | fewer than paper: per step | per run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks or list(PRESETS):
+        for name in preset_names(task):
+            b = preset_budget(task, name)
+            r = reduction(task, name)
+            untuned = " (untuned)" if name == "cpu" and task in CPU_UNTUNED else ""
+            lines.append(
+                f"| {task} | {name}{untuned} | {b.simulated_per_step:,} | {b.episode_length} | "
+                f"{b.episodes_per_iteration} | {b.iterations} | {b.simulated_per_run:.3g} | "
+                f"{r['per_control_step']:.2f}× | {r['per_run']:.3g}× |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def cem_at_equal_budget(config: ICEMConfig, tolerance: float = 0.05) -> ICEMConfig:
+    """Plain CEM (:func:`apexjax.planning.icem.cem_config`) that simulates as many steps per
+    control step as ``config``, within ``tolerance``: the same iterations, elites, horizon,
+    ``init_std`` and execution, no population decay, and the population that matches
+    :func:`~apexjax.planning.icem.simulated_per_step` best (extra candidates excluded:
+    ``config``'s count is taken with ``num_extra_candidates = 0``).
+
+    Raises:
+      ConfigError: no population matches within ``tolerance``, or it would leave fewer
+        than 2 samples per elite.
+    """
+    from apexjax.planning import icem
+
+    target = icem.simulated_per_step(dataclasses.replace(config, num_extra_candidates=0))
+    per_row = config.iterations * config.horizon
+    population = max(1, round(target / per_row))
+    if population < 2 * config.elites:
+        raise ConfigError(
+            f"cem_at_equal_budget: {target} simulated steps per control step give CEM a "
+            f"population of {population}, below 2 x elites = {2 * config.elites}"
+        )
+    cem = icem.cem_config(
+        population=population,
+        decay=1.0,
+        iterations=config.iterations,
+        elites=config.elites,
+        horizon=config.horizon,
+        init_std=config.init_std,
+        execute=config.execute,
+        cost_aggregation=config.cost_aggregation,
+    )
+    got = icem.simulated_per_step(cem)
+    if abs(got - target) > tolerance * target or not math.isfinite(got):
+        raise ConfigError(
+            f"cem_at_equal_budget: CEM simulates {got} steps per control step against iCEM's "
+            f"{target}, more than {tolerance:.0%} apart"
+        )
+    return cem
