@@ -102,6 +102,7 @@ def test_is_finite_detects_nan_in_qvel(name):
 
 def test_success_flags():
     assert _task("cartpole_swingup").has_success and _task("reacher").has_success
+    assert _task("point_mass").has_success
     assert not _task("halfcheetah_running").has_success
     assert not _task("humanoid_standup").has_success
 
@@ -123,6 +124,45 @@ def test_reacher_targets_inside_the_annulus_and_cost_is_the_distance():
     distance = np.linalg.norm(out["next_obs"][:, 8:10], axis=1)  # fingertip - target
     assert np.all(out["cost"] >= distance - 1e-6)
     assert np.all(out["cost"] <= distance + task.config.action_cost * 2 + 1e-6)
+
+
+def test_point_mass_goals_inside_the_annulus_and_cost_is_the_distance():
+    task = _task("point_mass")
+    out = _batched("point_mass")
+    cfg = task.config
+    r = np.linalg.norm(out["info"]["goal"], axis=1)
+    assert np.all((r >= cfg.goal_min_radius - 1e-6) & (r <= cfg.goal_max_radius + 1e-6))
+    assert len(np.unique(np.round(r, 6))) == BATCH
+    assert np.all(np.abs(out["qpos"]) <= cfg.init_noise)
+    distance = np.linalg.norm(out["next_obs"][:, 4:6], axis=1)  # goal - position
+    assert np.all(out["cost"] >= distance - 1e-6)
+    assert np.all(out["cost"] <= distance + cfg.action_cost * 2 + 1e-6)
+    assert not out["success"].any()  # the goal is farther than success_distance at the start
+    assert task.dt == pytest.approx(cfg.timestep * cfg.frame_skip)
+
+
+def test_point_mass_dynamics_are_the_damped_double_integrator():
+    task = envs.make("point_mass", damping=0.5, mass=2.0, max_force=3.0, frame_skip=4)
+    s = task.reset(jax.random.key(0))
+    s = s.replace(data=s.data.replace(qpos=jnp.array([0.1, -0.2]), qvel=jnp.array([0.3, 0.0])))
+    step = jax.jit(task.step)
+    nxt = step(s, jnp.array([1.0, -0.5]))
+    p, v = np.array([0.1, -0.2]), np.array([0.3, 0.0])
+    h, f = task.config.timestep, 3.0 * np.array([1.0, -0.5])
+    for _ in range(4):  # semi-implicit Euler, frame_skip substeps
+        v = v + h * (f - 0.5 * v) / 2.0
+        p = p + h * v
+    np.testing.assert_allclose(nxt.data.qpos, p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nxt.data.qvel, v, rtol=1e-5, atol=1e-6)
+    # an action outside the bounds is clipped to them
+    clipped = step(s, jnp.array([5.0, -5.0]))
+    at_bounds = step(s, jnp.array([1.0, -1.0]))
+    np.testing.assert_array_equal(clipped.data.qvel, at_bounds.data.qvel)
+    # at the goal, at rest, with no action: success and zero cost
+    goal = s.info["goal"]
+    there = s.replace(data=s.data.replace(qpos=goal, qvel=jnp.zeros(2)))
+    assert bool(task.success(there))
+    assert float(task.cost(there, jnp.zeros(2), step(there, jnp.zeros(2)))) == 0.0
 
 
 def test_halfcheetah_cost_formula():
@@ -168,6 +208,9 @@ def test_make_unknown_override():
         ("halfcheetah_running", {"action_cost": "x"}, ["action_cost", "expected a float"]),
         ("humanoid_standup", {"init_noise": float("nan")}, ["init_noise", "finite"]),
         ("reacher", {"target_max_radius": 0.5}, ["target_max_radius", "0.21", "0.5"]),
+        ("point_mass", {"mass": 0.0}, ["mass", "> 0", "0.0"]),
+        ("point_mass", {"damping": -1.0}, ["damping", ">= 0", "-1.0"]),
+        ("point_mass", {"goal_min_radius": 0.6}, ["goal_min_radius", "min <= max", "0.6"]),
     ],
 )
 def test_make_invalid_value(name, override, parts):

@@ -34,6 +34,7 @@ _BUILTIN_MODULES = {
     "reacher": "apexjax.envs.tasks.reacher",
     "halfcheetah_running": "apexjax.envs.tasks.halfcheetah",
     "humanoid_standup": "apexjax.envs.tasks.humanoid",
+    "point_mass": "apexjax.envs.tasks.point_mass",
 }
 _ADAPTER_PREFIXES = ("brax:", "playground:")
 _REGISTRY: dict[str, tuple[Callable[[Any], Task], type[TaskConfig]]] = {}
