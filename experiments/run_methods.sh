@@ -5,11 +5,13 @@
 #   experiments/run_methods.sh TASK OUT_DIR [ablation.py options...]
 #
 # Writes OUT_DIR/TASK_METHOD.json per method and OUT_DIR/TASK.png. On a GPU each process
-# gets a share of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION, default 0.2).
+# gets a share of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION, default 0.15 for the six).
+# METHODS="bc apex" picks methods; e.g. the paper budget on a GPU:
+#   experiments/run_methods.sh door runs/paper --preset paper --seeds 0,1,2
 set -euo pipefail
 task=$1; out=$2; shift 2
-methods=${METHODS:-bc dagger fixed apex}
-export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.2}
+methods=${METHODS:-icem cem bc dagger fixed apex}
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.15}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 pids=()
