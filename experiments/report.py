@@ -172,6 +172,34 @@ def table(results: list[dict]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def expert_table(results: list[dict]) -> str:
+    """Markdown: the expert's return per iteration (mean over seeds) of every training
+    method, against the planner alone and the untrained policy: does guidance drag it down?"""
+    out = []
+    for r in results:
+        trained = {m: res for m, res in r["methods"].items() if not is_planner_only(m, res)}
+        n_it = max([len(res["history"]) for res in trained.values()] + [0])
+        if not n_it:
+            continue
+        head = " | ".join(str(i) for i in range(1, n_it + 1))
+        out.append(f"| {r['task']}: expert return per iteration | {head} |")
+        out.append("|---" * (n_it + 1) + "|")
+        for m, res in trained.items():
+            curve = _curve(res, "expert_return")
+            cells = [] if curve is None else [f"{v:.1f}" for v in curve.mean(1)]
+            cells += [DASH] * (n_it - len(cells))
+            out.append(f"| {m} | {' | '.join(cells)} |")
+        refs = [(m, res) for m, res in r["methods"].items() if is_planner_only(m, res)]
+        r0 = next(iter(r["methods"].values()))["initial_eval"].get("policy_return")
+        notes = [f"{m} alone {np.mean(res['final_eval']['expert_return']):.1f}" for m, res in refs]
+        if r0 is not None:
+            notes.append(f"untrained policy alone {np.mean(r0):.1f}")
+        if notes:
+            out.append(f"\nAt the evaluation: {', '.join(notes)}.")
+        out.append("")
+    return "\n".join(out)
+
+
 def _curve(res: dict, key: str) -> np.ndarray | None:
     """``[iterations, seeds]`` of metric ``key`` (None where absent)."""
     if not res["history"] or key not in res["history"][0]:
@@ -296,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     budgets = "\n".join(_budget_line(r) for r in results)
     cmds = "\n".join(f"    {c}" for r in results for c in r["commands"])
     hw = sorted({r["environment"]["hardware"] for r in results})
-    text = f"{md}\n{budgets}\n\nMeasured on {'; '.join(hw)} by:\n\n{cmds}\n"
+    experts = expert_table(results)
+    text = f"{md}\n{budgets}\n\n{experts}\nMeasured on {'; '.join(hw)} by:\n\n{cmds}\n"
     print(text)
     if args.md:
         args.md.write_text(text)

@@ -174,3 +174,9 @@ def test_report_plot_without_success_or_training(tmp_path, missing):
     report.plot(result, tmp_path / "t.png")
     assert (tmp_path / "t.png").exists()
     assert "| t | icem | – | – | -1.0 ± 0.0 | – |" in report.table([result])
+    experts = report.expert_table([result])
+    if missing:  # a training method: its expert per iteration against the references
+        assert "| apex | -2.2 |" in experts and "icem alone -1.0" in experts
+        assert "untrained policy alone -9.0" in experts
+    else:
+        assert experts == ""
