@@ -250,6 +250,11 @@ def run(args: argparse.Namespace) -> int:
     if primary:
         where = f" over {processes} processes" if processes > 1 else ""
         what = f"resume {run_dir}" if args.resume else f"train {config.task} -> {run_dir}"
+        if args.preset is not None:
+            red = (meta or {}).get("reduction_vs_paper")
+            what += f", preset {args.preset}" + (
+                f" ({red['per_run']:.3g}× fewer simulated steps than paper)" if red else ""
+            )
         print(f"{what}{where} (compiling...)", file=sys.stderr, flush=True)
     from apexjax.train import summary_table
     from apexjax.watchdog import Watchdog
