@@ -5,8 +5,8 @@ quick examples and the tests of the training machinery (data collection, determi
 resume, device splitting, the command line), where physics is not the point.
 
 Dynamics: ``m dv/dt = max_force * a - damping * v``, ``dp/dt = v``, integrated with
-semi-implicit Euler, ``frame_skip`` steps of ``timestep`` per control step (0.05 s by
-default). Actions ``a`` are in ``[-1, 1]^2`` (force per axis as a fraction of
+semi-implicit Euler, ``frame_skip`` steps of ``timestep`` per control step (0.1 s by
+default, 50 steps per episode). Actions ``a`` are in ``[-1, 1]^2`` (force per axis as a fraction of
 ``max_force``); the plane is unbounded.
 Reset: position and velocity uniform in ``[-init_noise, init_noise]^2`` around rest at
 the origin; the goal ``[2]`` (m) uniform over the annulus ``goal_min_radius <= r <=
@@ -44,7 +44,7 @@ class PointMassConfig(TaskConfig):
 
     episode_length: int = 50
     frame_skip: int = 2
-    timestep: float = 0.025
+    timestep: float = 0.05
     mass: float = 1.0
     damping: float = 0.5
     max_force: float = 1.0
