@@ -90,7 +90,8 @@ def run_mpc(
     T = int(num_steps if num_steps is not None else task.episode_length)
     chunk = _chunk_len(T, chunk_size or T)
     k_reset, k_plan = jax.random.split(key)
-    states = jax.vmap(task.reset)(jax.random.split(k_reset, num_episodes))
+    # jitted: op by op, an MJX task's reset dispatches its forward pass eagerly (slow)
+    states = jax.jit(jax.vmap(task.reset))(jax.random.split(k_reset, num_episodes))
     ps0 = icem.init(config, task.action_bounds)
     planner = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_episodes, *x.shape)), ps0)
     carry = (states, planner, jax.random.split(k_plan, num_episodes))
@@ -114,7 +115,7 @@ def run_mpc(
     run_s = time.perf_counter() - t0
 
     out = {k: np.concatenate([np.asarray(o[k]) for o in outs], axis=1) for k in outs[0]}
-    success = np.asarray(jax.vmap(task.success)(carry[0]))
+    success = np.asarray(jax.jit(jax.vmap(task.success))(carry[0]))
     return dict(
         returns=-out["cost"].sum(axis=1),
         success=success,
