@@ -5,7 +5,10 @@ The two-process test starts ``apexjax train --coordinator ... --num-processes 2
 processes must end with the same parameters (one state, seen by both), and only process 0
 may write the run files. That the split program equals a one-device run to float32 rounding
 is shown for 1, 2 and 4 devices in tests/test_sharding.py; a reference run here would cost a
-third of this file's time. A hang fails the test at the subprocess timeout.
+third of this file's time. A hang fails the test at the subprocess timeout. The task is
+``point_mass``, a registered pure-JAX task (so the subprocesses find it by name) whose
+training step compiles far faster than an MJX model's; the collectives and the run files
+do not depend on the physics.
 """
 
 import json
@@ -73,7 +76,7 @@ def _free_port() -> int:
 
 def test_two_processes_train_as_one(tmp_path):
     run_dir = tmp_path / "run"
-    argv = ["train", "--task", "pendulum_swingup", "--run-dir", str(run_dir), "--devices", "1"]
+    argv = ["train", "--task", "point_mass", "--run-dir", str(run_dir), "--devices", "1"]
     argv += [a for item in ITEMS for a in ("--set", item)]
     port = _free_port()
     env = dict(

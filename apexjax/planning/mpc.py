@@ -90,7 +90,7 @@ def run_mpc(
     T = int(num_steps if num_steps is not None else task.episode_length)
     chunk = _chunk_len(T, chunk_size or T)
     k_reset, k_plan = jax.random.split(key)
-    # jitted: op by op, an MJX task's reset dispatches its forward pass eagerly (slow)
+    # one compiled call: op by op, each operation of reset is dispatched (and compiled) alone
     states = jax.jit(jax.vmap(task.reset))(jax.random.split(k_reset, num_episodes))
     ps0 = icem.init(config, task.action_bounds)
     planner = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_episodes, *x.shape)), ps0)
