@@ -7,8 +7,6 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 import apexjax.cli
-from apexjax import envs
-from tests.test_mpc import _Line
 
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
@@ -25,7 +23,7 @@ def real_cache(monkeypatch):
     monkeypatch.setattr(apexjax.cli, "enable_compile_cache", _REAL_ENABLE)
     before = jax.config.jax_compilation_cache_dir
     threshold = jax.config.jax_persistent_cache_min_compile_time_secs
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the tiny task's compile
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the tiny plan's compile
     compilation_cache.reset_cache()
     yield
     jax.config.update("jax_compilation_cache_dir", before)
@@ -37,14 +35,13 @@ _REAL_ENABLE = apexjax.cli.enable_compile_cache
 
 
 def _argv(*front):
-    argv = [*front, "plan", "--task", "line_test_cache", "--episodes", "1", "--steps", "2"]
-    return [*argv, "--set", "population=8", "--set", "elites=2", "--set", "horizon=3"]
+    # a small plan (one iCEM iteration): what is tested is the cache, not the planner
+    argv = [*front, "plan", "--task", "point_mass", "--episodes", "1", "--steps", "2"]
+    argv += ["--set", "population=8", "--set", "elites=2", "--set", "horizon=3"]
+    return [*argv, "--set", "iterations=1"]
 
 
 def test_cli_fills_the_cache_and_honours_the_opt_out(tmp_path, real_cache):
-    from apexjax.envs.base import TaskConfig
-
-    envs.register("line_test_cache", _Line, TaskConfig)
     on = tmp_path / "on"
     assert apexjax.cli.main(_argv("--cache-dir", str(on))) == 0
     assert any(on.iterdir()), "the CLI stored no compiled program"

@@ -18,7 +18,9 @@ from apexjax.guidance import (
 
 @pytest.fixture(scope="module")
 def task():
-    return envs.make("pendulum_swingup")
+    # the guidance cost compares actions with the policy's: any task will do, and point_mass
+    # (pure JAX, action bounds [-1, 1]^2) runs op by op without compiling an MJX model
+    return envs.make("point_mass")
 
 
 def test_normalize_maps_bounds_to_unit_interval():
@@ -36,7 +38,7 @@ def test_distance_is_mean_square_of_normalized_difference():
 
 def test_guidance_cost_zero_when_candidate_equals_policy(task):
     def policy(obs):
-        return jnp.tanh(obs[:1])
+        return jnp.tanh(obs[:2])
 
     state = task.reset(jax.random.key(0))
     cost = make_guidance_cost(task, policy, jnp.float32(3.0))
@@ -51,12 +53,13 @@ def test_guidance_cost_is_vmappable_and_weight_is_traced(task):
 
     @jax.jit
     def f(weight, actions):
-        cost = make_guidance_cost(task, lambda o: jnp.zeros(1), weight)
+        cost = make_guidance_cost(task, lambda o: jnp.zeros(2), weight)
         return jax.vmap(lambda a: cost(state, a, state))(actions)
 
-    out = f(jnp.float32(2.0), jnp.array([[0.0], [1.0]]))
+    actions = jnp.array([[0.0, 0.0], [1.0, -1.0]])
+    out = f(jnp.float32(2.0), actions)
     np.testing.assert_allclose(out, [0.0, 2.0])
-    out = f(jnp.float32(0.5), jnp.array([[0.0], [1.0]]))
+    out = f(jnp.float32(0.5), actions)
     np.testing.assert_allclose(out, [0.0, 0.5])
 
 
