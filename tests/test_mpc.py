@@ -1,15 +1,14 @@
-"""Closed-loop MPC: iCEM solves the swing-ups and beats plain CEM at equal budget; CLI."""
+"""Closed-loop MPC: iCEM solves the MJX swing-ups and beats plain CEM at equal budget, and
+solves point_mass; the CLI."""
 
 import dataclasses
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from apexjax import cli, envs
-from apexjax.envs.base import State, Task
 from apexjax.planning import icem
 from apexjax.planning.mpc import run_mpc
 
@@ -56,51 +55,40 @@ def test_cartpole_swingup_solved():
     assert np.all(r["returns"] > -40.0), r["returns"]
 
 
-class _Line(Task):
-    """1-D integrator to x = 1: compiles in a second, for the CLI plumbing test."""
-
-    name = "line_test"
-    action_low = np.array([-1.0], np.float32)
-    action_high = np.array([1.0], np.float32)
-    episode_length = 6
-    frame_skip = 1
-    dt = 0.1
-    has_success = True
-
-    def __init__(self, config):
-        self.config = config
-
-    def reset(self, key):
-        return State(data=jnp.zeros(1), t=jnp.int32(0))
-
-    def _step(self, s, a):
-        return s.replace(data=s.data + 0.2 * a, t=s.t + 1)
-
-    def cost(self, s, a, s2):
-        return jnp.sum((s2.data - 1.0) ** 2)
-
-    def observation(self, s):
-        return s.data
-
-    def success(self, s):
-        return jnp.abs(s.data[0] - 1.0) < 0.1
+# point_mass (pure JAX): standing still scores -(start distance) x 50 steps, -10 to -25;
+# reaching a goal 0.2-0.5 m away takes about 1-1.5 s at full force, so a solved episode
+# scores about -1.5 to -3.5 (measured -1.4 to -3.1 over these 8 episodes).
+PM_ICEM = icem.ICEMConfig(population=16, elites=4, horizon=5)
 
 
-def test_cli_plan_writes_json(tmp_path, capsys):
-    from apexjax.envs.base import TaskConfig
+@pytest.fixture(scope="module")
+def point_mass_run():
+    """8 point_mass episodes in 2 chunks of 25 steps (the CLI test repeats this program)."""
+    return run_mpc(PM_ICEM, envs.make("point_mass"), jax.random.key(0), 8, chunk_size=25)
 
-    envs.register("line_test", _Line, TaskConfig)
+
+def test_point_mass_solved(point_mass_run):
+    r = point_mass_run
+    assert np.all(r["success"]), r["returns"]
+    assert np.all(r["returns"] > -4.0), r["returns"]
+    assert r["actions"].shape == (8, 50, 2) and np.all(np.abs(r["actions"]) <= 1.0)
+    assert r["nonfinite_steps"].sum() == 0
+
+
+def test_cli_plan_writes_json(tmp_path, capsys, point_mass_run):
     out = tmp_path / "r.json"
-    argv = ["plan", "--task", "line_test", "--episodes", "2", "--chunk", "3", "--out", str(out)]
-    argv += ["--set", "population=8", "--set", "elites=2", "--set", "horizon=5"]
+    argv = ["plan", "--task", "point_mass", "--episodes", "8", "--chunk", "25", "--out", str(out)]
+    argv += ["--set", "population=16", "--set", "elites=4", "--set", "horizon=5"]
     assert cli.main(argv) == 0
     text = capsys.readouterr()
     assert "return" in text.out and "ms per control step" in text.out
-    assert "step 6/6" in text.err
+    assert "step 25/50" in text.err and "step 50/50" in text.err
     r = json.loads(out.read_text())
-    assert len(r["returns"]) == 2 and r["config"]["population"] == 8
-    assert r["success"] == [True, True]
-    assert np.asarray(r["actions"]).shape == (2, 6, 1)
+    assert r["config"]["population"] == 16
+    assert np.asarray(r["actions"]).shape == (8, 50, 2)
+    # the same seed and config as run_mpc above: the same episodes
+    np.testing.assert_array_equal(r["success"], point_mass_run["success"])
+    np.testing.assert_allclose(r["returns"], point_mass_run["returns"], rtol=1e-6)
     # a bad override is a one-line error before anything compiles
-    assert cli.main(["plan", "--task", "line_test", "--set", "elites=30"]) == 2
+    assert cli.main(["plan", "--task", "point_mass", "--set", "elites=30"]) == 2
     assert "ICEMConfig.elites" in capsys.readouterr().err
