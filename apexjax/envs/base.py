@@ -199,15 +199,26 @@ class MjxTask(Task):
         self.action_low = np.asarray(lo, np.float32)
         self.action_high = np.asarray(hi, np.float32)
 
-    def make_data(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:
-        """MJX data at ``qpos``/``qvel`` with derived quantities (positions, contacts) computed."""
-        return self._forward(qpos, qvel)
+    def model(self, info: dict[str, jax.Array]) -> mjx.Model:
+        """The MJX model an episode is simulated with. The task's own model unless a task
+        keeps some model fields per episode in ``state.info`` (a randomised body position,
+        say), which it overrides this to put in; ``info`` may hold tracers."""
+        del info
+        return self.mjx_model
+
+    def make_data(
+        self, qpos: jax.Array, qvel: jax.Array, info: dict[str, jax.Array] | None = None
+    ) -> mjx.Data:
+        """MJX data at ``qpos``/``qvel`` with derived quantities (positions, contacts)
+        computed, in the model of an episode with ``info`` (see :meth:`model`)."""
+        return self._forward(qpos, qvel, {} if info is None else info)
 
     @functools.cached_property
     def _forward(self):
-        def forward(qpos, qvel):
+        def forward(qpos, qvel, info):
+            m = self.model(info)
             data = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
-            return mjx.forward(self.mjx_model, data)
+            return mjx.forward(m, data)
 
         return jax.jit(forward)
 
@@ -217,16 +228,21 @@ class MjxTask(Task):
         d = state.data
         return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
 
+    def apply_action(self, state: State, action: jax.Array) -> mjx.Data:
+        """The data to simulate from after the (clipped) ``action``: by default the action
+        is the actuators' ``ctrl``; tasks that act otherwise (a mocap target) override it."""
+        return state.data.replace(ctrl=action.astype(state.data.ctrl.dtype))
+
     def _step(self, state: State, action: jax.Array) -> State:
-        data = self._physics(state.data, action.astype(state.data.ctrl.dtype))
+        data = self._physics(self.apply_action(state, action), state.info)
         return state.replace(data=data, t=state.t + 1)
 
     @functools.cached_property
     def _physics(self):
-        def physics(data, ctrl):
-            data = data.replace(ctrl=ctrl)
-            return jax.lax.fori_loop(
-                0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data
-            )
+        # One jitted function of the task: a program that steps the model in several
+        # places (planner iterations, policy rollouts, resets) traces MJX once.
+        def physics(data, info):
+            m = self.model(info)
+            return jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(m, d), data)
 
         return jax.jit(physics)
