@@ -13,7 +13,7 @@ RUN_ARGS ?= --devices 2 --set iterations=5 --set num_envs=2 --set planner.popula
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,playground,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,playground,plot,robotics]'
 	touch $@
 
 venv: $(BIN)/.installed

@@ -16,6 +16,8 @@ DEFAULT_BETA = {
     "reacher": 2.5,
     "halfcheetah_running": 0.25,
     "humanoid_standup": 2.0,
+    "door": 2.5,
+    "fetch_pick_and_place": 3.0,
 }
 
 

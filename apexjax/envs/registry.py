@@ -35,6 +35,8 @@ _BUILTIN_MODULES = {
     "halfcheetah_running": "apexjax.envs.tasks.halfcheetah",
     "humanoid_standup": "apexjax.envs.tasks.humanoid",
     "point_mass": "apexjax.envs.tasks.point_mass",
+    "door": "apexjax.envs.tasks.door",
+    "fetch_pick_and_place": "apexjax.envs.tasks.fetch",
 }
 _ADAPTER_PREFIXES = ("brax:", "playground:")
 _REGISTRY: dict[str, tuple[Callable[[Any], Task], type[TaskConfig]]] = {}
