@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from apexjax import aggregator, policy
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, build_checked, parse_override_values
+from apexjax.envs import config_class
 from apexjax.envs import make as make_task
 from apexjax.envs.base import Task
 from apexjax.guidance import GuidanceConfig, adaptive_weight, guidance_distance, make_guidance_cost
@@ -66,8 +67,18 @@ class TrainConfig:
       iterations: outer iterations for :func:`apexjax.train.train`.
       num_envs: parallel episodes per phase (expert, DAgger, evaluation).
       episode_length: control steps per training episode; 0 uses the task's own length.
+      task_options: ``"field=value"`` settings of the task's own config (its fields are
+        listed by ``apexjax.envs.config_class(task)``), e.g. ``("contacts=hand_door",)``;
+        checked against the task's config when this config is built.
       expert_data: add the expert episodes' pairs (behaviour cloning data).
       dagger: run DAgger episodes (policy acts, planner relabels).
+      relabel: how the DAgger episodes are labelled. ``"sequential"``: the planner plans at
+        each visited state as the policy acts, warm-started from its plan of the previous
+        state (shifted mean and elites), as an expert episode does. ``"batched"``: the
+        policy's whole episode is rolled out first, then the planner labels all of its T
+        states at once (one vmap, every plan cold-started): no sequential dependency
+        between labels, so an accelerator gets T times the batch. Needs a guidance mode
+        whose λ is fixed over the iteration (off, fixed, progress).
       policy_candidates: policy rollouts in the planner population: 0 (none), 1 (the
         policy's own closed-loop rollout), or more (plus noisy copies of it).
       candidate_noise: std (fraction of the half action range) of the colored noise added
@@ -87,8 +98,10 @@ class TrainConfig:
     iterations: int = 10
     num_envs: int = 4
     episode_length: int = 0
+    task_options: tuple[str, ...] = ()
     expert_data: bool = True
     dagger: bool = True
+    relabel: Literal["sequential", "batched"] = "sequential"
     policy_candidates: int = 1
     candidate_noise: float = 0.1
     sgd_steps: int = 300
@@ -115,6 +128,19 @@ class TrainConfig:
         if not isinstance(self.candidate_noise, (int, float)) or self.candidate_noise < 0:
             raise ConfigError(
                 f"TrainConfig.candidate_noise: expected a float >= 0, got {self.candidate_noise!r}"
+            )
+        if self.task_options:
+            _task_overrides(self.task, self.task_options)  # fails early on a bad option
+        if self.relabel not in ("sequential", "batched"):
+            raise ConfigError(
+                f"TrainConfig.relabel: {self.relabel!r} is not allowed; choose 'sequential' or "
+                "'batched'"
+            )
+        if self.relabel == "batched" and not self.guidance.per_iteration:
+            raise ConfigError(
+                f"TrainConfig.relabel: 'batched' labels all states at once, so λ cannot adapt "
+                f"per step as guidance.mode={self.guidance.mode!r} does; use 'sequential' or a "
+                "mode with one λ per iteration (off, fixed, progress)"
             )
         if not (self.expert_data or self.dagger):
             raise ConfigError("TrainConfig: expert_data and dagger cannot both be off (no data)")
@@ -159,11 +185,31 @@ class TrainState:
     best_expert_cost: jax.Array
 
 
+def _task_overrides(task: str, options: tuple[str, ...]) -> dict[str, Any]:
+    """``task_options`` -> typed overrides of ``task``'s config (ConfigError if invalid)."""
+    if not all(isinstance(o, str) for o in options):
+        raise ConfigError(
+            f"TrainConfig.task_options: expected 'field=value' strings, got {options!r}"
+        )
+    try:
+        cls = config_class(task)
+    except ConfigError as e:
+        raise ConfigError(f"TrainConfig.task_options: {e}") from None
+    values = parse_override_values(cls, options)
+    if "episode_length" in values:
+        raise ConfigError(
+            "TrainConfig.task_options: set episode_length with TrainConfig.episode_length"
+        )
+    build_checked(cls(), values)  # the task config's own validation
+    return values
+
+
 def build_task(config: TrainConfig) -> Task:
-    """The task named in ``config`` with its episode length override."""
+    """The task named in ``config`` with its episode length and ``task_options``."""
+    overrides = _task_overrides(config.task, config.task_options) if config.task_options else {}
     if config.episode_length:
-        return make_task(config.task, episode_length=config.episode_length)
-    return make_task(config.task)
+        overrides["episode_length"] = config.episode_length
+    return make_task(config.task, **overrides)
 
 
 def init_train_state(config: TrainConfig, task: Task) -> TrainState:
@@ -271,6 +317,31 @@ def _episode_fns(config: TrainConfig, task: Task):
         )
         return obs, labels, costs, lams, jnp.sum(sims), task.success(final)
 
+    def relabelled_episode(pol, key, lam0: jax.Array, on: jax.Array):
+        """DAgger with batched relabelling: the policy acts for T steps, then the guided
+        planner labels every visited state at once (cold start). Same outputs as
+        ``episode``."""
+        k_reset, k_plan = jax.random.split(key)
+        pi = policy_obs_fn(pol)
+
+        def act(s, _):
+            a = jnp.clip(pi(task.observation(s)), low, high)
+            s2 = task.step(s, a)
+            return s2, (s, task.cost(s, a, s2))
+
+        final, (states, costs) = jax.lax.scan(act, task.reset(k_reset), None, length=T)
+        pstate0 = icem.init(pcfg, (task.action_low, task.action_high))
+        lam = jnp.asarray(lam0, jnp.float32)
+        on = jnp.asarray(on, jnp.float32)
+
+        def label(s, k):
+            a, _, info, _ = guided_plan(pol, k, pstate0, s, lam, on)
+            return a, info.num_simulated_steps
+
+        labels, sims = jax.vmap(label)(states, jax.random.split(k_plan, T))
+        obs = jax.vmap(task.observation)(states)
+        return obs, labels, costs, jnp.full((T,), lam), jnp.sum(sims), task.success(final)
+
     def policy_episode(pol, key):
         """Policy alone (no planner): costs [T], success."""
         pi = policy_obs_fn(pol)
@@ -278,7 +349,7 @@ def _episode_fns(config: TrainConfig, task: Task):
         _, _, costs, final = rollout_closed_loop(task, env0, lambda s: pi(task.observation(s)), T)
         return costs, task.success(final)
 
-    return episode, policy_episode
+    return episode, policy_episode, relabelled_episode
 
 
 def _batched_episode_fns(config: TrainConfig, task: Task):
@@ -288,7 +359,7 @@ def _batched_episode_fns(config: TrainConfig, task: Task):
     loop) and ``run_policy_episodes(pol, keys [B])`` (the policy alone). The policy, λ and
     the warm-up flag are replicated on every device.
     """
-    episode, policy_episode = _episode_fns(config, task)
+    episode, policy_episode, _ = _episode_fns(config, task)
     mesh = make_mesh(config.num_devices) if config.num_devices > 1 else None
     run_episodes = split_over_devices(
         lambda pol, keys, acts, lam0, on: jax.vmap(lambda k, a: episode(pol, k, a, lam0, on))(
@@ -351,6 +422,14 @@ def make_train_step(
     E, T = config.num_envs, task.episode_length
     polcfg = config.policy
     run_episodes, run_policy_episodes = _batched_episode_fns(config, task)
+    batched = config.dagger and config.relabel == "batched"
+    if batched:
+        relabelled = _episode_fns(config, task)[2]
+        run_relabelled = split_over_devices(
+            lambda pol, keys, lam0, on: jax.vmap(lambda k: relabelled(pol, k, lam0, on))(keys),
+            make_mesh(config.num_devices) if config.num_devices > 1 else None,
+            (False, True, False, False),
+        )
 
     def train_step(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         key, k_exp, k_dag, k_sgd, k_eval = jax.random.split(state.key, 5)
@@ -370,11 +449,20 @@ def make_train_step(
         # Both phases run as ONE vmap over their episodes (who acts is a per-episode flag):
         # one traced copy of the planner instead of two (compile time) and a batch twice
         # as large for the accelerator.
-        keys = jnp.concatenate([jax.random.split(k, E) for _, k, _, _ in phases])
-        acts = jnp.concatenate([jnp.full((E,), a) for _, _, a, _ in phases])
-        all_out = run_episodes(pol, keys, acts, lam0, on)
-        for i, (name, _, policy_acts, source) in enumerate(phases):
-            obs, labels, costs, lams, n, succ = (x[i * E : (i + 1) * E] for x in all_out)
+        if batched:  # the DAgger phase is rolled out first and labelled in one batch
+            looped = [p for p in phases if not p[2]]
+        else:
+            looped = phases
+        outs = []
+        if looped:
+            keys = jnp.concatenate([jax.random.split(k, E) for _, k, _, _ in looped])
+            acts = jnp.concatenate([jnp.full((E,), a) for _, _, a, _ in looped])
+            all_out = run_episodes(pol, keys, acts, lam0, on)
+            outs += [tuple(x[i * E : (i + 1) * E] for x in all_out) for i in range(len(looped))]
+        if batched:
+            outs.append(run_relabelled(pol, jax.random.split(k_dag, E), lam0, on))
+        for (name, _, policy_acts, source), out in zip(phases, outs, strict=True):
+            obs, labels, costs, lams, n, succ = out
             flat_obs = obs.reshape(E * T, -1)
             data = aggregator.add(data, flat_obs, labels.reshape(E * T, -1), source, it)
             new_obs.append(flat_obs)

@@ -56,6 +56,8 @@ _SUB = {"planner": ICEMConfig, "policy": PolicyConfig, "guidance": GuidanceConfi
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     """Inverse of :func:`apexjax.configs.to_dict` for :class:`TrainConfig`."""
     kw = dict(d)
+    if "task_options" in kw:
+        kw["task_options"] = tuple(kw["task_options"])
     for name, cls in _SUB.items():
         if name in kw:
             sub = dict(kw[name])

@@ -1,0 +1,49 @@
+"""TrainConfig.task_options: the task's own config fields, checked when the config is built."""
+
+import json
+
+import pytest
+
+from apexjax.configs import ConfigError
+from apexjax.loop import TrainConfig, build_task
+from apexjax.train import config_from_dict
+
+
+def test_task_options_reach_the_task():
+    cfg = TrainConfig(task="point_mass", task_options=("mass=2.5", "success_distance=0.1"))
+    task = build_task(cfg)
+    assert task.config.mass == 2.5 and task.config.success_distance == 0.1
+    assert build_task(TrainConfig(task="point_mass")).config.mass == 1.0
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (("no_such_field=1",), "unknown field 'no_such_field'"),
+        (("mass=heavy",), "PointMassConfig.mass"),
+        (("mass",), "field=value"),
+        (("episode_length=5",), "TrainConfig.episode_length"),
+    ],
+)
+def test_bad_task_options_fail_when_the_config_is_built(options, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(task="point_mass", task_options=options)
+
+
+def test_adapter_tasks_take_no_task_options():
+    with pytest.raises(ConfigError, match="task_options"):
+        TrainConfig(task="brax:ant", task_options=("x=1",))
+
+
+def test_task_options_survive_the_run_directory_round_trip():
+    from apexjax.configs import to_dict
+
+    cfg = TrainConfig(task="point_mass", task_options=("mass=2.5",))
+    assert config_from_dict(json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+def test_cli_override_builds_task_options():
+    from apexjax.commands.train import build_config
+
+    cfg = build_config("point_mass", ["task_options=mass=2.5,damping=0.1"])
+    assert cfg.task_options == ("mass=2.5", "damping=0.1")
