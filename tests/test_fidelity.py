@@ -17,6 +17,8 @@ MJX runs in float32, native MuJoCo in float64. Two comparisons per task:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -38,22 +40,36 @@ def _native_step(task, qpos, qvel, action):
     return d.qpos.copy(), d.qvel.copy()
 
 
+@functools.cache
 def _setup(name, seed=0):
-    """The task, a start (qpos, qvel, info) from its reset, and random actions."""
+    """The task, a start (qpos, qvel, info) from its reset, random actions ``[H, A]``, and
+    ``simulate(qpos [B], qvel [B], actions [B, L]) -> (qpos [B, L], qvel [B, L])``: L MJX
+    control steps from each start. Both tests of a task use the one compiled ``simulate``
+    (one step is L = 1 of it; open loop is B = 1), so L = H where there is an open-loop test.
+    """
     task = envs.make(name)
     # Only qpos, qvel and info are returned, so XLA drops reset's forward pass (compiling
     # it cost ~20 s on humanoid); both comparisons start from these fields anyway.
     start = jax.jit(lambda k: (lambda s: (s.data.qpos, s.data.qvel, s.info))(task.reset(k)))
-    state = start(jax.random.key(seed))
+    qpos0, qvel0, info = start(jax.random.key(seed))
     rng = np.random.default_rng(seed)
     lo, hi = task.action_bounds
     actions = rng.uniform(lo, hi, size=(HORIZON[name], task.action_dim)).astype(np.float32)
-    return task, state, actions
+
+    def roll(qpos, qvel, acts):
+        def f(s, a):
+            s = task.step(s, a)
+            return s, (s.data.qpos, s.data.qvel)
+
+        s = envs.State(data=task.make_data(qpos, qvel), t=jnp.zeros((), jnp.int32), info=info)
+        return jax.lax.scan(f, s, acts)[1]
+
+    return task, (qpos0, qvel0), actions, jax.jit(jax.vmap(roll))
 
 
 @pytest.mark.parametrize("name", list(HORIZON))
 def test_one_step_matches_native(name):
-    task, (qpos0, qvel0, info), actions = _setup(name)
+    task, (qpos0, qvel0), actions, simulate = _setup(name)
     # native trajectory (continuous, warm-started): the states to step from
     m = task.mj_model
     d = mujoco.MjData(m)
@@ -67,14 +83,14 @@ def test_one_step_matches_native(name):
             mujoco.mj_step(m, d)
     starts_p, starts_v = np.array(starts_p), np.array(starts_v)
 
-    def one(qpos, qvel, action):
-        s = envs.State(data=task.make_data(qpos, qvel), t=jnp.zeros((), jnp.int32), info=info)
-        s = task.step(s, action)
-        return s.data.qpos, s.data.qvel
-
-    mjx_p, mjx_v = jax.jit(jax.vmap(one))(
-        jnp.asarray(starts_p, jnp.float32), jnp.asarray(starts_v, jnp.float32), jnp.asarray(actions)
+    # from start i, action i (then, where simulate runs longer, more of the same: unused)
+    L = len(actions) if name in OPEN_LOOP else 1
+    mjx_p, mjx_v = simulate(
+        jnp.asarray(starts_p, jnp.float32),
+        jnp.asarray(starts_v, jnp.float32),
+        jnp.repeat(jnp.asarray(actions)[:, None], L, axis=1),
     )
+    mjx_p, mjx_v = mjx_p[:, 0], mjx_v[:, 0]
     nat = [_native_step(task, p, v, a) for p, v, a in zip(starts_p, starts_v, actions, strict=True)]
     nat_p = np.array([n[0] for n in nat])
     nat_v = np.array([n[1] for n in nat])
@@ -85,17 +101,15 @@ def test_one_step_matches_native(name):
 
 @pytest.mark.parametrize("name", OPEN_LOOP)
 def test_open_loop_matches_native(name):
-    task, (qpos0, qvel0, info), actions = _setup(name)
-
-    def roll(qpos, qvel, acts):
-        def f(s, a):
-            s = task.step(s, a)
-            return s, (s.data.qpos, s.data.qvel)
-
-        s = envs.State(data=task.make_data(qpos, qvel), t=jnp.zeros((), jnp.int32), info=info)
-        return jax.lax.scan(f, s, acts)[1]
-
-    mjx_p, mjx_v = jax.jit(roll)(qpos0, qvel0, jnp.asarray(actions))
+    task, (qpos0, qvel0), actions, simulate = _setup(name)
+    # the compiled batch of len(actions) episodes, all from the start under these actions
+    B = len(actions)
+    mjx_p, mjx_v = simulate(
+        jnp.repeat(qpos0[None], B, axis=0),
+        jnp.repeat(qvel0[None], B, axis=0),
+        jnp.repeat(jnp.asarray(actions)[None], B, axis=0),
+    )
+    mjx_p, mjx_v = mjx_p[0], mjx_v[0]
     m = task.mj_model
     d = mujoco.MjData(m)
     d.qpos[:], d.qvel[:] = np.asarray(qpos0), np.asarray(qvel0)
