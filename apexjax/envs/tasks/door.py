@@ -3,7 +3,7 @@
 Model: ``adroit_door.xml`` with its meshes, as shipped by gymnasium-robotics (the DAPG /
 D4RL Adroit door model), loaded from that package and edited at load time with ``MjSpec``.
 The edits, each the smallest one that lets MJX (JAX backend) run the model and keeps the
-task's physics (tests/test_paper_tasks.py checks MJX against native MuJoCo on the edited
+task's physics (tests/test_door.py checks MJX against native MuJoCo on the edited
 model, and the edited against the original model in native MuJoCo):
 
 1. Collidable cylinders -> capsules of the same radius and the same overall length (half

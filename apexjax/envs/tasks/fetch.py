@@ -3,7 +3,7 @@
 Model: ``fetch/pick_and_place.xml`` with the Fetch robot's meshes, as shipped by
 gymnasium-robotics (the OpenAI robotics FetchPickAndPlace model), loaded from that package
 and edited at load time with ``MjSpec``; the environment's set-up is reproduced here.
-The edits (tests/test_paper_tasks.py checks MJX against native MuJoCo on the edited model,
+The edits (tests/test_fetch.py checks MJX against native MuJoCo on the edited model,
 and the edited against the original model in native MuJoCo):
 
 1. Contact margin 0.001 -> 0 on the robot's geoms: MJX (JAX backend) implements no
