@@ -69,6 +69,11 @@ def measure_native(task: envs.MjxTask, states, actions: np.ndarray, repeats: int
         mujoco.mj_resetData(m, d)
         d.qpos[:], d.qvel[:] = qpos[i], qvel[i]
         mujoco.mj_getState(m, d, init[i], spec)
+    if actions.shape[-1] != m.nu:
+        # the task acts through something else than ctrl (a mocap target): native MuJoCo
+        # gets random controls in the actuators' ranges, the same physics per step
+        lo, hi = m.actuator_ctrlrange.T
+        actions = np.random.default_rng(0).uniform(lo, hi, size=(batch, horizon, m.nu))
     # each control held for frame_skip physics steps: [B, H * frame_skip, A]
     control = np.repeat(actions.astype(np.float64), task.frame_skip, axis=1)
     threads = max(1, len(os.sched_getaffinity(0)))
