@@ -21,7 +21,7 @@ ALL = [(t, n) for t in presets.PRESETS for n in presets.preset_names(t)]
 def test_the_paper_and_benchmark_tasks_have_paper_and_cpu():
     for task in PAPER_TASKS + BENCHMARK_TASKS:
         assert {"paper", "cpu"} <= set(presets.preset_names(task)), task
-    assert set(presets.CPU_UNTUNED) == set(PAPER_TASKS)
+    assert set(presets.CPU_SLOW_TASKS) == set(PAPER_TASKS)
 
 
 @pytest.mark.parametrize("task, name", ALL)
@@ -121,7 +121,7 @@ def test_reduction_against_paper():
     assert presets.config_reduction(c)["per_run"] == pytest.approx(r["per_run"] / 2)
     assert presets.config_reduction(dataclasses.replace(c, task="reacher")) is not None
     table = presets.budget_table(["door"])
-    assert "| door | cpu (untuned) | 820 |" in table and "3.77×" in table
+    assert "| door | cpu (pipeline check) | 160 |" in table and "19.31×" in table
 
 
 @pytest.mark.parametrize("task, name", ALL)
