@@ -136,7 +136,7 @@ class TrainConfig:
                 f"TrainConfig.relabel: {self.relabel!r} is not allowed; choose 'sequential' or "
                 "'batched'"
             )
-        if self.relabel == "batched" and not self.guidance.per_iteration:
+        if self.relabel == "batched" and self.guidance.mode in ("relative", "normalized"):
             raise ConfigError(
                 f"TrainConfig.relabel: 'batched' labels all states at once, so λ cannot adapt "
                 f"per step as guidance.mode={self.guidance.mode!r} does; use 'sequential' or a "

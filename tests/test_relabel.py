@@ -31,6 +31,8 @@ def test_batched_relabel_needs_a_per_iteration_weight():
         dataclasses.replace(BASE, relabel="batched", guidance=GuidanceConfig("relative"))
     with pytest.raises(ConfigError, match="relabel"):
         dataclasses.replace(BASE, relabel="parallel")
+    for mode in ("off", "fixed", "progress"):  # one λ per iteration: allowed
+        dataclasses.replace(BASE, relabel="batched", guidance=GuidanceConfig(mode))
 
 
 @pytest.fixture(scope="module")
