@@ -112,19 +112,29 @@ def test_door_mjx_matches_native_and_the_original_environment():
     task = envs.make("door")
 
     def one(qpos, qvel, action, door_pos):
+        # reset is draw_door (tested on its own) and then this make_data
         info = {"door_pos": door_pos}
         s = envs.State(data=task.make_data(qpos, qvel, info), t=jnp.zeros((), jnp.int32), info=info)
         s2 = task.step(s, action)
-        return s2.data.qpos, s2.data.qvel, task.observation(s), task.observation(s2)
+        out = {"cost": task.cost(s, action, s2), "success": task.success(s2)}
+        out |= {"finite": task.is_finite(s2), "t": s2.t}
+        return s2.data.qpos, s2.data.qvel, task.observation(s), task.observation(s2), out
 
+    # the task's only MJX compile in the suite (see tests/test_envs.py): every call has
+    # this batch size, so it compiles once
+    n = 40
     run = jax.jit(jax.vmap(one))
     f32 = lambda x: jnp.asarray(np.asarray(x), jnp.float32)  # noqa: E731
+
+    def pad(x):
+        x = np.asarray(x)
+        return f32(np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)]))
 
     # 1. MJX vs native on the edited model, from every state of a native trajectory that
     #    pushes the hand into the door (one control step each, fresh MjData)
     door_pos = np.array([-0.25, 0.27, 0.30])
     m = _native_door(door_mod.door_spec().compile(), door_pos)
-    actions = _door_push_actions(task, 40, 0)
+    actions = _door_push_actions(task, n, 0)
     d = mujoco.MjData(m)
     mujoco.mj_forward(m, d)
     door_bodies = {mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, b) for b in door_mod._DOOR_BODIES}
@@ -153,8 +163,7 @@ def test_door_mjx_matches_native_and_the_original_environment():
         kind.append(2 if door0 or door1 else int(any0 or any1))  # 0 none, 1 hand only, 2 door
     kind = np.array(kind)
     assert [(kind == k).sum() for k in range(3)] >= [3, 3, 10], kind
-    n = len(actions)
-    mp, mv, _, _ = run(f32(sp), f32(sv), f32(actions), f32(np.tile(door_pos, (n, 1))))
+    mp, mv, _, o_after, out = run(f32(sp), f32(sv), f32(actions), f32(np.tile(door_pos, (n, 1))))
     ep = np.abs(np.asarray(mp) - np.array(nat_p))
     ev = np.abs(np.asarray(mv) - np.array(nat_v))
     # without contact: float32 round-off
@@ -169,6 +178,12 @@ def test_door_mjx_matches_native_and_the_original_environment():
     assert on_door[:, _DOOR_GROUPS["door"]].max() < 2e-3
     assert on_door[:, _DOOR_GROUPS["arm"]].max() < 2e-2
     assert on_door[:, _DOOR_GROUPS["fingers"]].max() < 0.2
+
+    # the task's quantities, batched: shapes, types, values
+    assert o_after.shape == (n, task.observation_dim) and np.isfinite(np.asarray(o_after)).all()
+    assert out["cost"].shape == (n,) and np.isfinite(np.asarray(out["cost"])).all()
+    assert out["success"].dtype == jnp.bool_ and not np.asarray(out["success"]).any()
+    assert np.asarray(out["finite"]).all() and np.all(np.asarray(out["t"]) == 1)
 
     # 2. the original environment: observation at reset and after steps of the same
     #    actions ([-1, 1] there, control targets here), no contact yet
@@ -186,11 +201,11 @@ def test_door_mjx_matches_native_and_the_original_environment():
         qs.append(env.data.qpos.copy())
         vs.append(env.data.qvel.copy())
     assert env.frame_skip == task.frame_skip and env.dt == pytest.approx(task.dt)
-    _, _, o_before, o_after = run(
-        f32(qs[:5]), f32(vs[:5]), f32(ctrls), f32(np.tile(gym_pos, (5, 1)))
+    _, _, o_before, o_after, _ = run(
+        pad(qs[:5]), pad(vs[:5]), pad(ctrls), f32(np.tile(gym_pos, (n, 1)))
     )
     np.testing.assert_allclose(np.asarray(o_before)[0], obs0, atol=1e-5)
-    ours, theirs = np.asarray(o_after), np.array(gym_obs[1:])
+    ours, theirs = np.asarray(o_after)[:5], np.array(gym_obs[1:])
     # without the no-slip pass (edit 2) the latch sags up to 0.009 rad under its own weight
     # (then holds), which moves the handle: those entries agree to the sag, the rest tightly
     latch_dependent = np.r_[27, 32:38]

@@ -14,6 +14,11 @@ from apexjax.configs import ConfigError
 
 TASKS = envs.names()
 BATCH = 4
+# The paper's manipulation tasks compile MJX programs of minutes on CPU; their reset, step,
+# observation, cost and success run batched under jit in the one program that
+# tests/test_door.py and tests/test_fetch.py compile to check them against native MuJoCo.
+# Trace-time checks below (eval_shape) still cover every task.
+COMPILED_ELSEWHERE = {"door", "fetch_pick_and_place"}
 
 
 @functools.cache
@@ -47,7 +52,7 @@ def _batched(name: str):
     return jax.device_get(jax.jit(jax.vmap(one))(keys))
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", [n for n in TASKS if n not in COMPILED_ELSEWHERE])
 def test_reset_and_step_batched(name):
     task = _task(name)
     out = _batched(name)
@@ -60,8 +65,8 @@ def test_reset_and_step_batched(name):
     assert out["success"].shape == (BATCH,) and out["success"].dtype == np.bool_
     assert out["finite"].dtype == np.bool_ and out["finite"].all()
     np.testing.assert_array_equal(out["t"], np.ones(BATCH, np.int32))
-    # different keys give different initial states
-    assert not np.allclose(out["qpos"][0], out["qpos"][1])
+    # different keys give different initial states (the observation holds what is drawn)
+    assert not np.allclose(out["obs"][0], out["obs"][1])
     assert task.action_low.shape == task.action_high.shape == (task.action_dim,)
     assert np.all(task.action_low < task.action_high)
     assert task.dt > 0 and task.episode_length >= 1

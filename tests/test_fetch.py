@@ -34,21 +34,29 @@ def _native_control_step(m, d, ctrl, frame_skip):
 
 
 def _one_step_mjx_vs_native(task, states_p, states_v, actions, info, native_step):
-    """MJX control step from each native state vs ``native_step`` from a fresh MjData."""
+    """MJX control step from each native state vs ``native_step`` from a fresh MjData.
+
+    The same compiled program also returns the task's observation, cost and success,
+    batched: the only MJX compile of this task in the suite (see tests/test_envs.py). Reset
+    is ``draw_start`` (tested on its own) and then ``make_data``, which this program runs."""
 
     def one(qpos, qvel, action):
         s = envs.State(data=task.make_data(qpos, qvel, info), t=jnp.zeros((), jnp.int32), info=info)
-        s = task.step(s, action)
-        return s.data.qpos, s.data.qvel
+        s2 = task.step(s, action)
+        out = {"obs": task.observation(s2), "cost": task.cost(s, action, s2)}
+        out |= {"success": task.success(s2), "finite": task.is_finite(s2), "t": s2.t}
+        out |= {"start_obs": task.observation(s)}
+        return s2.data.qpos, s2.data.qvel, out
 
     f32 = lambda x: jnp.asarray(np.asarray(x), jnp.float32)  # noqa: E731
-    mjx_p, mjx_v = jax.jit(jax.vmap(one))(f32(states_p), f32(states_v), f32(actions))
+    mjx_p, mjx_v, out = jax.jit(jax.vmap(one))(f32(states_p), f32(states_v), f32(actions))
     nat_p, nat_v = [], []
     for p, v, a in zip(states_p, states_v, actions, strict=True):
         p2, v2 = native_step(p, v, a)
         nat_p.append(p2)
         nat_v.append(v2)
-    return np.asarray(mjx_p), np.asarray(mjx_v), np.array(nat_p), np.array(nat_v)
+    out = jax.device_get(out)
+    return np.asarray(mjx_p), np.asarray(mjx_v), np.array(nat_p), np.array(nat_v), out
 
 
 # --------------------------------------------------------------------------- Fetch
@@ -174,8 +182,48 @@ def test_fetch_mjx_matches_native_on_the_edited_model():
         return d2.qpos.copy(), d2.qvel.copy()
 
     goal = jnp.asarray(_FETCH_CASE["goal"], jnp.float32)
-    mp, mv, np_, nv = _one_step_mjx_vs_native(
+    mp, mv, np_, nv, out = _one_step_mjx_vs_native(
         task, np.array(sp)[idx], np.array(sv)[idx], np.array(acts)[idx], {"goal": goal}, native_step
     )
     np.testing.assert_allclose(mp, np_, rtol=0, atol=1e-4)
     np.testing.assert_allclose(mv, nv, rtol=1e-2, atol=2e-2)
+
+    # the task's quantities, batched: shapes, types, values
+    n = len(idx)
+    assert out["obs"].shape == (n, task.observation_dim) and np.isfinite(out["obs"]).all()
+    np.testing.assert_allclose(out["obs"][:, -3:], np.tile(_FETCH_CASE["goal"], (n, 1)), atol=1e-6)
+    assert out["cost"].shape == (n,) and set(np.unique(out["cost"])) <= {0.0, 1.0}
+    assert out["success"].dtype == np.bool_ and not out["success"].any()  # still grasping
+    assert out["finite"].all() and np.all(out["t"] == 1)
+    # the observation from the native states: gripper and block where native MuJoCo has them
+    d = mujoco.MjData(m)
+    for row, i in enumerate(idx):
+        d.qpos[:], d.qvel[:] = sp[i], sv[i]
+        mujoco.mj_forward(m, d)
+        np.testing.assert_allclose(out["start_obs"][row, :3], d.site("robot0:grip").xpos, atol=1e-5)
+        np.testing.assert_allclose(out["start_obs"][row, 3:6], d.site("object0").xpos, atol=1e-5)
+
+
+def test_fetch_reset_draws_block_and_goal_as_the_original():
+    """Reset's random part (draw_start); reset is it and then make_data (compiled above)."""
+    task = envs.make("fetch_pick_and_place")
+    cfg, n = task.config, 512
+    qpos, goal = jax.jit(jax.vmap(task.draw_start))(jax.random.split(jax.random.key(0), n))
+    qpos, goal = np.asarray(qpos), np.asarray(goal)
+    start = np.asarray(task.initial_gripper_xpos)
+    obj = task._obj_qpos
+    # only the block's x, y move
+    others = np.setdiff1d(np.arange(qpos.shape[1]), [obj, obj + 1])
+    np.testing.assert_array_equal(qpos[:, others], np.tile(task.initial_qpos[others], (n, 1)))
+    off = qpos[:, obj : obj + 2] - start[:2]
+    assert np.all(np.abs(off) <= cfg.obj_range + 1e-6)
+    assert np.all(np.linalg.norm(off, axis=1) >= 0.1 - 1e-6)
+    assert off.std(axis=0).min() > 0.05
+    assert np.all(np.abs(goal[:, :2] - start[:2]) <= cfg.target_range + 1e-6)
+    lift = goal[:, 2] - task.height_offset
+    assert np.all((lift >= -1e-6) & (lift <= cfg.max_goal_height + 1e-6))
+    on_table = np.isclose(lift, 0.0, atol=1e-6).mean()
+    assert 0.4 < on_table < 0.6, on_table  # half the goals in the air
+    flat = envs.make("fetch_pick_and_place", target_in_the_air=False)
+    _, goal2 = jax.jit(jax.vmap(flat.draw_start))(jax.random.split(jax.random.key(1), 64))
+    np.testing.assert_allclose(np.asarray(goal2)[:, 2], flat.height_offset, atol=1e-6)

@@ -242,7 +242,12 @@ class FetchPickAndPlace(MjxTask):
         k0, k1 = jax.random.split(key)
         return jax.lax.while_loop(cond, body, (k0, draw(k1)))[1]
 
-    def reset(self, key: jax.Array) -> State:
+    def draw_start(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The random part of :meth:`reset`, as in the original task: the start ``qpos``
+        ``[nq]`` (the settled start with the block moved to a uniform x, y within
+        ``obj_range`` of the gripper, at least 0.1 m from it) and the goal ``[3]`` (within
+        ``target_range`` of the gripper's start in x, y; on the table, or with probability
+        1/2 when ``target_in_the_air``, lifted uniformly up to ``max_goal_height``)."""
         k_obj, k_goal, k_air, k_height = jax.random.split(key, 4)
         cfg = self.config
         qpos = jnp.asarray(self.initial_qpos)
@@ -254,6 +259,10 @@ class FetchPickAndPlace(MjxTask):
         lift = jax.random.uniform(k_height, (), minval=0.0, maxval=cfg.max_goal_height)
         in_air = (jax.random.uniform(k_air, ()) < 0.5) & cfg.target_in_the_air
         goal = goal.at[2].set(self.height_offset + jnp.where(in_air, lift, 0.0))
+        return qpos, goal
+
+    def reset(self, key: jax.Array) -> State:
+        qpos, goal = self.draw_start(key)
         data = self.make_data(qpos, jnp.asarray(self.initial_qvel))
         return State(data=data, t=jnp.zeros((), jnp.int32), info={"goal": goal})
 
