@@ -30,7 +30,7 @@ run: venv
 # The whole test suite (CI runs exactly this).
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: venv
 	$(BIN)/ruff check .
