@@ -109,7 +109,7 @@ def test_door_mjx_matches_native_and_the_original_environment():
     gym = pytest.importorskip("gymnasium")
     import gymnasium_robotics
 
-    task = envs.make("door")
+    task = envs.make("door", backend="mjx")
 
     def one(qpos, qvel, action, door_pos):
         # reset is draw_door (tested on its own) and then this make_data

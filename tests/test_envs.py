@@ -21,6 +21,14 @@ BATCH = 4
 COMPILED_ELSEWHERE = {"door", "fetch_pick_and_place"}
 
 
+def _with(data, **fields):
+    """``data`` with some fields set, for synthetic states: natively qpos/qvel are views
+    (outputs of the physics), so the test writes the views."""
+    if isinstance(data, envs.NativeData):
+        return data.replace(views={**data.views, **fields})
+    return data.replace(**fields)
+
+
 @functools.cache
 def _task(name: str) -> envs.Task:
     return envs.make(name)
@@ -101,7 +109,7 @@ def test_is_finite_detects_nan_in_qvel(name):
     # concrete zeros of the right structure: is_finite only reads the leaves
     state = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), state)
     assert bool(task.is_finite(state))
-    bad = state.replace(data=state.data.replace(qvel=state.data.qvel.at[0].set(jnp.nan)))
+    bad = state.replace(data=_with(state.data, qvel=state.data.qvel.at[0].set(jnp.nan)))
     assert not bool(task.is_finite(bad))
 
 
@@ -177,7 +185,7 @@ def test_halfcheetah_cost_formula():
 
     def at(x, pitch):
         qpos = zeros.data.qpos.at[0].set(x).at[2].set(pitch)
-        return zeros.replace(data=zeros.data.replace(qpos=qpos))
+        return zeros.replace(data=_with(zeros.data, qpos=qpos))
 
     a = jnp.full((task.action_dim,), 0.5)
     ctrl = 0.1 * float(jnp.sum(a**2))

@@ -158,7 +158,7 @@ def test_fetch_scripted_pick_and_place_succeeds_on_edited_and_original_model():
 
 
 def test_fetch_mjx_matches_native_on_the_edited_model():
-    task = envs.make("fetch_pick_and_place")
+    task = envs.make("fetch_pick_and_place", backend="mjx")
     m = fetch_mod.fetch_spec().compile()
     d = _fetch_start(task, m, _FETCH_CASE["block_xy"])
     sp, sv, acts = [], [], []

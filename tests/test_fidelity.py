@@ -47,7 +47,7 @@ def _setup(name, seed=0):
     control steps from each start. Both tests of a task use the one compiled ``simulate``
     (one step is L = 1 of it; open loop is B = 1), so L = H where there is an open-loop test.
     """
-    task = envs.make(name)
+    task = envs.make(name, backend="mjx")
     # Only qpos, qvel and info are returned, so XLA drops reset's forward pass (compiling
     # it cost ~20 s on humanoid); both comparisons start from these fields anyway.
     start = jax.jit(lambda k: (lambda s: (s.data.qpos, s.data.qvel, s.info))(task.reset(k)))

@@ -278,10 +278,15 @@ def native_task(name: str, *, model: mujoco.MjModel | None = None, **overrides: 
     )
 
 
+_BACKEND_FIELDS = ("backend", "native_threads")
+
+
 def native_task_from(task: Any) -> NativeTask:
-    """The native twin of an apexjax ``MjxTask`` instance: its ``mj_model`` and config."""
+    """The native twin of an apexjax MuJoCo task instance: its ``mj_model`` and config."""
     config = task.config
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
+    for name in _BACKEND_FIELDS:  # how apexjax runs the physics, not what the task is
+        fields.pop(name, None)
     return native_task(task.name, model=task.mj_model, **fields)
 
 

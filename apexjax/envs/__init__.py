@@ -1,10 +1,21 @@
-"""Tasks: MJX models with planning costs, a registry, and adapters for Brax and Playground."""
+"""Tasks: MuJoCo models with planning costs on MJX or native MuJoCo, a registry, and
+adapters for Brax and Playground."""
 
-from apexjax.envs.base import MjxTask, State, Task, TaskConfig, tree_is_finite
+from apexjax.envs.base import State, Task, TaskConfig, tree_is_finite
+from apexjax.envs.mujoco_task import BACKENDS, MujocoTask, MujocoTaskConfig, resolve_backend
+from apexjax.envs.native import NativeData, NotDifferentiableError
 from apexjax.envs.registry import config_class, make, names, register
 
+#: the former name of :class:`MujocoTask`, from when MJX was its only backend.
+MjxTask = MujocoTask
+
 __all__ = [
+    "BACKENDS",
     "MjxTask",
+    "MujocoTask",
+    "MujocoTaskConfig",
+    "NativeData",
+    "NotDifferentiableError",
     "State",
     "Task",
     "TaskConfig",
@@ -12,5 +23,6 @@ __all__ = [
     "make",
     "names",
     "register",
+    "resolve_backend",
     "tree_is_finite",
 ]

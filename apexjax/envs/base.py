@@ -4,28 +4,26 @@ A task is a plain Python object (hashable by identity, so it can be closed over 
 passed as a static argument to ``jax.jit``). Every method is a pure function of its
 arguments and is jit- and vmap-able; copying a state is copying a pytree.
 
-Two families implement it: :class:`MjxTask` (an MJCF model stepped with MuJoCo MJX,
-the tasks shipped with apexjax) and the adapters in :mod:`apexjax.envs.adapters`
-(Brax ``Env`` and MuJoCo Playground ``MjxEnv``).
+Three families implement it: :class:`~apexjax.envs.mujoco_task.MujocoTask` (an MJCF
+model stepped with MuJoCo MJX or native MuJoCo, the tasks shipped with apexjax), pure-JAX
+tasks such as ``point_mass``, and the adapters in :mod:`apexjax.envs.adapters` (Brax
+``Env`` and MuJoCo Playground ``MjxEnv``, on MJX).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import functools
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 from flax import struct
-from mujoco import mjx
 
 from apexjax.configs import ConfigError
 
-__all__ = ["State", "Task", "MjxTask", "TaskConfig", "tree_is_finite"]
+__all__ = ["State", "Task", "TaskConfig", "tree_is_finite"]
 
 
 @struct.dataclass
@@ -33,7 +31,9 @@ class State:
     """Environment state.
 
     Attributes:
-      data: ``mjx.Data`` for MJX tasks; the wrapped environment's own state for adapters.
+      data: the physics state: ``mjx.Data`` on the MJX backend,
+        :class:`~apexjax.envs.native.NativeData` on the native one, the wrapped
+        environment's own state for adapters.
       t: int32 scalar, control steps taken since reset.
       info: task extras (e.g. a target position), a dict of arrays fixed at reset.
     """
@@ -171,78 +171,21 @@ class Task(abc.ABC):
         action = jnp.clip(action, self.action_low, self.action_high)
         return self._step(state, action)
 
+    #: whether :meth:`simulate` runs a whole action sequence at once, so that open-loop
+    #: rollouts should call it rather than scan :meth:`step` (see
+    #: :func:`apexjax.planning.rollout.rollout_open_loop`).
+    simulate_is_fused: bool = False
+
+    def simulate(self, state: State, actions: jax.Array) -> State:
+        """The states after each of ``actions`` ``[h, A]`` (each clipped to the bounds),
+        applied in turn from ``state``: a State whose leaves have a leading axis h.
+        Default: ``lax.scan`` over :meth:`step`."""
+
+        def f(s: State, a: jax.Array) -> tuple[State, State]:
+            s2 = self.step(s, a)
+            return s2, s2
+
+        return jax.lax.scan(f, state, actions)[1]
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-
-
-class MjxTask(Task):
-    """A task over an MJCF model stepped with MJX; subclasses add cost/observation.
-
-    The MJX model is closed over (not passed as an argument) by every method, so
-    jitted callers embed it as a constant, which is measurably cheaper per call.
-    """
-
-    def __init__(self, name: str, mj_model: mujoco.MjModel, config: TaskConfig):
-        self.name = name
-        self.config = config
-        self.mj_model = mj_model
-        # This process's own device: MJX's default, jax.devices()[0], belongs to process 0
-        # in a multi-process run, and the model is closed over as a constant.
-        self.mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0])
-        self.episode_length = config.episode_length
-        self.frame_skip = config.frame_skip
-        self.dt = float(mj_model.opt.timestep) * config.frame_skip
-        lo, hi = mj_model.actuator_ctrlrange.T
-        limited = mj_model.actuator_ctrllimited.astype(bool)
-        if not limited.all():
-            raise ValueError(f"task {name!r}: every actuator must be ctrllimited")
-        self.action_low = np.asarray(lo, np.float32)
-        self.action_high = np.asarray(hi, np.float32)
-
-    def model(self, info: dict[str, jax.Array]) -> mjx.Model:
-        """The MJX model an episode is simulated with. The task's own model unless a task
-        keeps some model fields per episode in ``state.info`` (a randomised body position,
-        say), which it overrides this to put in; ``info`` may hold tracers."""
-        del info
-        return self.mjx_model
-
-    def make_data(
-        self, qpos: jax.Array, qvel: jax.Array, info: dict[str, jax.Array] | None = None
-    ) -> mjx.Data:
-        """MJX data at ``qpos``/``qvel`` with derived quantities (positions, contacts)
-        computed, in the model of an episode with ``info`` (see :meth:`model`)."""
-        return self._forward(qpos, qvel, {} if info is None else info)
-
-    @functools.cached_property
-    def _forward(self):
-        def forward(qpos, qvel, info):
-            m = self.model(info)
-            data = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
-            return mjx.forward(m, data)
-
-        return jax.jit(forward)
-
-    def is_finite(self, state: State) -> jax.Array:
-        """True iff qpos and qvel are finite. A diverged step corrupts both, so checking
-        them alone is enough and avoids a reduction over every field of ``mjx.Data``."""
-        d = state.data
-        return jnp.all(jnp.isfinite(d.qpos)) & jnp.all(jnp.isfinite(d.qvel))
-
-    def apply_action(self, state: State, action: jax.Array) -> mjx.Data:
-        """The data to simulate from after the (clipped) ``action``: by default the action
-        is the actuators' ``ctrl``; tasks that act otherwise (a mocap target) override it."""
-        return state.data.replace(ctrl=action.astype(state.data.ctrl.dtype))
-
-    def _step(self, state: State, action: jax.Array) -> State:
-        data = self._physics(self.apply_action(state, action), state.info)
-        return state.replace(data=data, t=state.t + 1)
-
-    @functools.cached_property
-    def _physics(self):
-        # One jitted function of the task: a program that steps the model in several
-        # places (planner iterations, policy rollouts, resets) traces MJX once.
-        def physics(data, info):
-            m = self.model(info)
-            return jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(m, d), data)
-
-        return jax.jit(physics)

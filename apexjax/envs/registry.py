@@ -15,6 +15,7 @@ from typing import Any
 
 from apexjax.configs import ConfigError
 from apexjax.envs.base import Task, TaskConfig
+from apexjax.envs.mujoco_task import BACKENDS
 
 __all__ = ["UnknownTaskError", "register", "make", "names", "config_class"]
 
@@ -76,6 +77,12 @@ def config_class(name: str) -> type[TaskConfig]:
 def make(name: str, **overrides: Any) -> Task:
     """Builds task ``name``; ``overrides`` set fields of its config.
 
+    ``backend`` picks the physics of a MuJoCo task: ``"mjx"``, ``"native"`` or
+    ``"auto"`` (the default: native where JAX's default backend is the CPU, MJX
+    elsewhere). A pure-JAX task (``point_mass``) has no physics backend, and the
+    Brax/Playground adapters run on MJX only: for them only ``"auto"`` (or ``"mjx"`` for
+    an adapter) is accepted.
+
     ``"brax:<env>"`` / ``"playground:<env>"`` wrap that library's env; their overrides
     are the adapter's keywords (``episode_length``, ``cost_fn``, ``success_fn``,
     ``action_bounds``) and the env's own arguments.
@@ -88,11 +95,32 @@ def make(name: str, **overrides: Any) -> Task:
     if name.startswith(_ADAPTER_PREFIXES):
         from apexjax.envs import adapters  # lazy: imports Brax / Playground on use
 
+        backend = overrides.pop("backend", "auto")
+        if backend not in BACKENDS:
+            raise ConfigError(
+                f"backend: {backend!r} is not allowed; choose one of {list(BACKENDS)}"
+            )
+        if backend == "native":
+            raise ConfigError(
+                f"task {name!r}: backend 'native' is not available for a wrapped "
+                "Brax/Playground env (it steps MJX itself); use backend='mjx' or 'auto'"
+            )
         prefix, env_name = name.split(":", 1)
         build = adapters.make_brax if prefix == "brax" else adapters.make_playground
         return build(env_name, **overrides)
     factory, config_cls = _lookup(name)
     allowed = [f.name for f in dataclasses.fields(config_cls)]
+    if "backend" in overrides and "backend" not in allowed:
+        backend = overrides.pop("backend")
+        if backend not in BACKENDS:
+            raise ConfigError(
+                f"backend: {backend!r} is not allowed; choose one of {list(BACKENDS)}"
+            )
+        if backend != "auto":
+            raise ConfigError(
+                f"task {name!r}: backend {backend!r} is not available; the task is pure JAX "
+                "and has no physics backend (use backend='auto')"
+            )
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ConfigError(

@@ -32,20 +32,35 @@ def rollout_open_loop(
 ) -> tuple[jax.Array, jax.Array, State, jax.Array]:
     """Applies ``actions`` ``[h, A]`` from ``state``; only costs are kept, not states.
 
+    A task whose :meth:`~apexjax.envs.base.Task.simulate` is fused (native MuJoCo: one
+    host call for the whole sequence) is simulated first and costed after, vectorised
+    over time; any other is a ``lax.scan`` that costs each step as it goes (nothing but
+    the final state is kept). Both give the same costs.
+
     Returns:
       task_costs ``[h]``, extra_costs ``[h]`` (zeros without ``extra_cost``),
       the final state, and ``finite`` (bool scalar: every cost and the final state are
       finite; a diverged simulation stays non-finite once it is, so the final state
       is enough to detect it).
     """
+    if task.simulate_is_fused:
+        states = task.simulate(state, actions)
+        prev = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s[:-1]]), state, states)
+        task_costs = jax.vmap(task.cost)(prev, actions, states)
+        if extra_cost is None:
+            extra_costs = jnp.zeros_like(task_costs)
+        else:
+            extra_costs = jax.vmap(extra_cost)(prev, actions, states).astype(task_costs.dtype)
+        final = jax.tree.map(lambda x: x[-1], states)
+    else:
 
-    def step(s: State, a: jax.Array) -> tuple[State, tuple[jax.Array, jax.Array]]:
-        s2 = task.step(s, a)
-        c = task.cost(s, a, s2)
-        e = jnp.zeros_like(c) if extra_cost is None else extra_cost(s, a, s2)
-        return s2, (c, jnp.asarray(e, c.dtype))
+        def step(s: State, a: jax.Array) -> tuple[State, tuple[jax.Array, jax.Array]]:
+            s2 = task.step(s, a)
+            c = task.cost(s, a, s2)
+            e = jnp.zeros_like(c) if extra_cost is None else extra_cost(s, a, s2)
+            return s2, (c, jnp.asarray(e, c.dtype))
 
-    final, (task_costs, extra_costs) = jax.lax.scan(step, state, actions)
+        final, (task_costs, extra_costs) = jax.lax.scan(step, state, actions)
     finite = (
         task.is_finite(final)
         & jnp.all(jnp.isfinite(task_costs))

@@ -18,7 +18,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from apexjax.envs.base import MjxTask, State, TaskConfig
+from apexjax.envs.base import State
+from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
 from apexjax.envs.tasks._assets import load_asset
 
@@ -28,7 +29,7 @@ _RAIL = 2.0  # half-length of the rail (the slider's range), m
 
 
 @dataclasses.dataclass(frozen=True)
-class CartpoleConfig(TaskConfig):
+class CartpoleConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.05 s each), frame_skip, action_cost
     (weight of a^2), init_noise (uniform half-width of the start position, angle and
     velocities around hanging at rest), success_deg (upright tolerance, degrees)."""
@@ -40,7 +41,7 @@ class CartpoleConfig(TaskConfig):
     success_deg: float = 20.0
 
 
-class CartpoleSwingup(MjxTask):
+class CartpoleSwingup(MujocoTask):
     has_success = True
 
     def __init__(self, config: CartpoleConfig = CartpoleConfig()):

@@ -24,9 +24,9 @@ model, and the edited against the original model in native MuJoCo):
 
 The door's position is drawn per episode, as in the original task (frame body at
 x ~ U(-0.3, -0.2), y ~ U(0.25, 0.35), z ~ U(0.252, 0.35)). The original writes it into the
-model; here it lives in ``state.info["door_pos"]`` and :meth:`Door.model` puts it into
-the MJX model's ``body_pos`` for that episode (traced), so batched episodes each have
-their own door.
+model; here it lives in ``state.info["door_pos"]`` and :meth:`Door.model_fields` puts it into
+the model's ``body_pos`` for that episode (traced on MJX, per simulation natively), so
+batched episodes each have their own door.
 
 Actions: the 28 actuators' position targets within their control ranges (the original
 environment's [-1, 1] actions are the same targets, affinely rescaled). Control period
@@ -49,10 +49,10 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import mujoco
-from mujoco import mjx
 
 from apexjax.configs import ConfigError
-from apexjax.envs.base import MjxTask, State, TaskConfig
+from apexjax.envs.base import State
+from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
 from apexjax.envs.tasks._assets import load_package_asset
 
@@ -67,7 +67,7 @@ _DOOR_BIT = 2
 
 
 @dataclasses.dataclass(frozen=True)
-class DoorConfig(TaskConfig):
+class DoorConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.01 s each), frame_skip, shaped (add the
     original 0.1·||palm − handle|| shaping term), handle_cost (its weight), velocity_cost
     (weight of ||qvel||²), success_angle (rad, hinge angle counted as open), contacts
@@ -133,8 +133,10 @@ def door_spec(contacts: str = "full", original: bool = False) -> mujoco.MjSpec:
     return spec
 
 
-class Door(MjxTask):
+class Door(MujocoTask):
     has_success = True
+    derived_fields = ("site_xpos",)
+    model_field_names = ("body_pos",)
 
     def __init__(self, config: DoorConfig = DoorConfig()):
         mj_model = door_spec(config.contacts).compile()
@@ -149,11 +151,12 @@ class Door(MjxTask):
         self._palm = ident(mujoco.mjtObj.mjOBJ_SITE, "S_grasp")
         self._handle = ident(mujoco.mjtObj.mjOBJ_SITE, "S_handle")
 
-    def model(self, info: dict[str, jax.Array]) -> mjx.Model:
-        if "door_pos" not in info:
-            return self.mjx_model
-        body_pos = self.mjx_model.body_pos.at[self._frame].set(info["door_pos"])
-        return self.mjx_model.replace(body_pos=body_pos)
+    def model_fields(self, info: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """``body_pos`` with the episode's door frame position (the model's without one)."""
+        body_pos = jnp.asarray(self.mj_model.body_pos, jnp.float32)
+        if "door_pos" in info:
+            body_pos = body_pos.at[self._frame].set(info["door_pos"])
+        return {"body_pos": body_pos}
 
     def draw_door(self, key: jax.Array) -> jax.Array:
         """A door frame position ``[3]`` (m), uniform in the config's box."""

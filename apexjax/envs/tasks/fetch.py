@@ -37,17 +37,16 @@ velocities times the control period, as the original), and the goal (3).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
-from mujoco.mjx._src import support as mjx_support
 
 from apexjax.configs import ConfigError
-from apexjax.envs.base import MjxTask, State, TaskConfig
+from apexjax.envs.base import State
+from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
 from apexjax.envs.tasks._assets import load_package_asset
 
@@ -72,7 +71,7 @@ _TASK_BIT = 2
 
 
 @dataclasses.dataclass(frozen=True)
-class FetchPickAndPlaceConfig(TaskConfig):
+class FetchPickAndPlaceConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.04 s each), frame_skip, dense (cost
     ``||block − goal||`` instead of the sparse ``1[||block − goal|| > threshold]``),
     distance_threshold (m, success radius), contacts ("task" or "full", see the module
@@ -178,8 +177,9 @@ def _settle(m: mujoco.MjModel, frame_skip: int) -> mujoco.MjData:
     return d
 
 
-class FetchPickAndPlace(MjxTask):
+class FetchPickAndPlace(MujocoTask):
     has_success = True
+    derived_fields = ("xpos", "xquat", "site_xpos", "site_xmat", "cvel", "subtree_com")
 
     def __init__(self, config: FetchPickAndPlaceConfig = FetchPickAndPlaceConfig()):
         mj_model = fetch_spec(config.contacts).compile()
@@ -194,6 +194,7 @@ class FetchPickAndPlace(MjxTask):
         self._grip = ident(mujoco.mjtObj.mjOBJ_SITE, "robot0:grip")
         self._object_site = ident(mujoco.mjtObj.mjOBJ_SITE, "object0")
         self._gripper_body = ident(mujoco.mjtObj.mjOBJ_BODY, "robot0:gripper_link")
+        self._gripper_root = int(mj_model.body_rootid[self._gripper_body])
         obj_joint = ident(mujoco.mjtObj.mjOBJ_JOINT, "object0:joint")
         self._obj_qpos = int(mj_model.jnt_qposadr[obj_joint])
         self._obj_qvel = int(mj_model.jnt_dofadr[obj_joint])
@@ -211,7 +212,7 @@ class FetchPickAndPlace(MjxTask):
         self.height_offset = float(settled.site("object0").xpos[2])
 
     # ----------------------------------------------------------------- dynamics
-    def apply_action(self, state: State, action: jax.Array) -> mjx.Data:
+    def apply_action(self, state: State, action: jax.Array) -> Any:
         d = state.data
         quat = d.xquat[self._gripper_body] + jnp.asarray(_GRIPPER_QUAT, d.xquat.dtype)
         mocap_pos = d.xpos[self._gripper_body] + self.config.move_scale * action[:3]
@@ -285,14 +286,22 @@ class FetchPickAndPlace(MjxTask):
     def success(self, state: State) -> jax.Array:
         return self.distance(state) <= self.config.distance_threshold
 
+    def gripper_velocity(self, state: State) -> jax.Array:
+        """World-frame linear velocity ``[3]`` (m/s) of the grip site, as
+        ``mj_objectVelocity``: the gripper body's spatial velocity ``cvel`` (angular,
+        linear at its tree's centre of mass) moved to the site."""
+        d = state.data
+        cvel = d.cvel[self._gripper_body]
+        offset = d.site_xpos[self._grip] - d.subtree_com[self._gripper_root]
+        return cvel[3:] + jnp.cross(cvel[:3], offset)
+
     def observation(self, state: State) -> jax.Array:
         """The original's 25 observations and the goal (28); see the module docstring."""
         d = state.data
         dt = self.dt
         grip = d.site_xpos[self._grip]
         obj = self.block(state)
-        jacp, _ = mjx_support.jac(self.mjx_model, d, grip, self._gripper_body)
-        grip_vel = (jacp.T @ d.qvel) * dt
+        grip_vel = self.gripper_velocity(state) * dt
         obj_vel = d.qvel[self._obj_qvel : self._obj_qvel + 3] * dt - grip_vel
         # the free joint's angular velocity is in the block's frame; the original's is global
         rot = d.site_xmat[self._object_site]

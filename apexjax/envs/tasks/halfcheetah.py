@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import mujoco
 
-from apexjax.envs.base import MjxTask, State, TaskConfig
+from apexjax.envs.base import State
+from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
 from apexjax.envs.tasks._assets import load_package_asset
 
@@ -33,7 +34,7 @@ _ROOTX, _ROOTY = 0, 2  # qpos indices of the root slider and the root pitch hing
 
 
 @dataclasses.dataclass(frozen=True)
-class HalfCheetahConfig(TaskConfig):
+class HalfCheetahConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.05 s each), frame_skip, action_cost
     (weight of ||a||^2), flip_cost (per step while |root pitch| > pi/2), init_noise
     (uniform half-width on qpos; qvel gets init_noise * N(0, 1))."""
@@ -45,7 +46,7 @@ class HalfCheetahConfig(TaskConfig):
     init_noise: float = 0.1
 
 
-class HalfCheetahRunning(MjxTask):
+class HalfCheetahRunning(MujocoTask):
     def __init__(self, config: HalfCheetahConfig = HalfCheetahConfig()):
         spec = load_package_asset("brax", "envs/assets/half_cheetah.xml")
         total_mass = spec.compiler.settotalmass

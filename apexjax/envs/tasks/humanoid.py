@@ -20,7 +20,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from apexjax.envs.base import MjxTask, State, TaskConfig
+from apexjax.envs.base import State
+from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
 from apexjax.envs.tasks._assets import load_package_asset
 
@@ -28,7 +29,7 @@ __all__ = ["HumanoidStandupConfig", "HumanoidStandup"]
 
 
 @dataclasses.dataclass(frozen=True)
-class HumanoidStandupConfig(TaskConfig):
+class HumanoidStandupConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.015 s each), frame_skip, action_cost
     (weight of ||a||^2), init_noise (uniform half-width on qpos and qvel)."""
 
@@ -38,7 +39,7 @@ class HumanoidStandupConfig(TaskConfig):
     init_noise: float = 0.01
 
 
-class HumanoidStandup(MjxTask):
+class HumanoidStandup(MujocoTask):
     def __init__(self, config: HumanoidStandupConfig = HumanoidStandupConfig()):
         spec = load_package_asset("brax", "envs/assets/humanoidstandup.xml")
         super().__init__("humanoid_standup", spec.compile(), config)

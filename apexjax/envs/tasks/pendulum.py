@@ -11,7 +11,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from apexjax.envs.base import MjxTask, State, TaskConfig
+from apexjax.envs.base import State
+from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
 from apexjax.envs.tasks._assets import load_asset
 
@@ -19,7 +20,7 @@ __all__ = ["PendulumConfig", "PendulumSwingup"]
 
 
 @dataclasses.dataclass(frozen=True)
-class PendulumConfig(TaskConfig):
+class PendulumConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.05 s each), frame_skip, action_cost
     (weight of a^2), init_noise (uniform half-width of the start angle/velocity)."""
 
@@ -29,7 +30,7 @@ class PendulumConfig(TaskConfig):
     init_noise: float = 0.1
 
 
-class PendulumSwingup(MjxTask):
+class PendulumSwingup(MujocoTask):
     has_success = True
 
     def __init__(self, config: PendulumConfig = PendulumConfig()):

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import mujoco
 
 from apexjax.configs import ConfigError
-from apexjax.envs.base import MjxTask, State, TaskConfig
+from apexjax.envs.base import State
+from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
 from apexjax.envs.tasks._assets import load_asset
 
@@ -26,7 +27,7 @@ __all__ = ["ReacherConfig", "Reacher"]
 
 
 @dataclasses.dataclass(frozen=True)
-class ReacherConfig(TaskConfig):
+class ReacherConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.02 s each), frame_skip, action_cost
     (weight of ||a||^2), init_noise (uniform half-width of the start joint angles and
     velocities), target_min_radius / target_max_radius (m, the target's annulus),
@@ -50,8 +51,9 @@ class ReacherConfig(TaskConfig):
             )
 
 
-class Reacher(MjxTask):
+class Reacher(MujocoTask):
     has_success = True
+    derived_fields = ("xpos",)
 
     def __init__(self, config: ReacherConfig = ReacherConfig()):
         mj_model = load_asset("reacher.xml")

@@ -1,0 +1,474 @@
+"""Native MuJoCo physics inside ``jax.jit``: MuJoCo's C library, called through a host callback.
+
+A task on the ``native`` backend keeps in ``State.data`` a :class:`NativeData`: the exact
+float64 integration state of MuJoCo (``mjSTATE_INTEGRATION``: time, qpos, qvel, act,
+the solver's warm start, controls, mocap poses, ...) as raw bits, and float32 copies of
+what the task reads (qpos, qvel, act, time, and the derived quantities it declares, such
+as ``xpos`` or ``site_xpos``), evaluated at the state they belong to.
+
+One control step of a whole batch is one host call: under ``jax.vmap`` (of any depth) the
+callback receives every environment and candidate at once, loads them into the state
+rows of a :class:`mujoco.batch.Batch`, runs ``frame_skip`` ``mj_step`` calls on MuJoCo's
+own thread pool, computes the position and velocity stages at the new state, and copies
+the results back. Results are bit-identical to a plain ``mj_step`` loop over one
+``MjData`` per simulation, warm start included, at any thread count.
+
+Concurrency: the shards of a ``jax.shard_map`` over host devices call back at the same
+time; every call takes its own ``Batch`` from a pool guarded by a lock, so the calls run
+concurrently and never share buffers.
+
+Divergence: a simulation that MuJoCo flags as unstable (bad qpos, qvel, qacc or ctrl:
+MuJoCo would reset it and carry on) comes back with NaN qpos and qvel, and a non-finite
+state stays so in later calls, exactly as a diverged MJX simulation does; planners then
+treat its rollout as non-finite (cost +inf, never an elite).
+
+Not differentiable: the physics is a host call. Differentiating through it raises
+:class:`NotDifferentiableError`; use the ``mjx`` backend for gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from flax import struct
+from mujoco import batch as mj_batch
+
+__all__ = [
+    "DERIVED_FIELDS",
+    "NativeData",
+    "NativeSim",
+    "NotDifferentiableError",
+    "default_threads",
+]
+
+_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+# Derived MjData fields a task may declare, by the forward stage that computes them
+# ("pos": mj_kinematics, "com": + mj_comPos, "vel": + mj_comVel); the MJX backend
+# recomputes the same stages after a step.
+DERIVED_FIELDS: dict[str, str] = {
+    "xpos": "pos",
+    "xquat": "pos",
+    "xmat": "pos",
+    "xipos": "pos",
+    "ximat": "pos",
+    "xanchor": "pos",
+    "xaxis": "pos",
+    "geom_xpos": "pos",
+    "geom_xmat": "pos",
+    "site_xpos": "pos",
+    "site_xmat": "pos",
+    "subtree_com": "com",
+    "cinert": "com",
+    "cdof": "com",
+    "cvel": "vel",
+}
+# State components read as float32 views, in the order the callback returns them.
+_VIEWS = ("time", "qpos", "qvel", "act")
+# Components the task sets before a step (apply_action): written into the state rows.
+_INPUTS = ("ctrl", "mocap_pos", "mocap_quat")
+_BAD = [
+    int(w)
+    for w in (
+        mujoco.mjtWarning.mjWARN_BADQPOS,
+        mujoco.mjtWarning.mjWARN_BADQVEL,
+        mujoco.mjtWarning.mjWARN_BADQACC,
+        mujoco.mjtWarning.mjWARN_BADCTRL,
+    )
+]
+assert _BAD == list(range(_BAD[0], _BAD[-1] + 1))  # read as one slice of the counters
+
+
+class NotDifferentiableError(TypeError):
+    """Raised when JAX differentiates through native MuJoCo physics."""
+
+
+def default_threads() -> int:
+    """MuJoCo threads per host call: the usable CPUs shared by this process's devices
+    (their shards call back concurrently), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, jax.local_device_count()))
+
+
+@struct.dataclass
+class NativeData:
+    """A native simulation's state as a pytree (one environment; vmap for several).
+
+    Attributes:
+      state: uint32 ``[2 * nstate]``: the bits of MuJoCo's float64 integration state row,
+        the exact state the next step continues from.
+      ctrl: float32 ``[nu]``, actuator controls for the next step.
+      mocap_pos: float32 ``[nmocap, 3]``; mocap_quat: float32 ``[nmocap, 4]``.
+      views: float32 copies of ``time``, ``qpos``, ``qvel``, ``act`` and the task's
+        derived fields (``xpos``, ``site_xpos``, ...), read as attributes:
+        ``data.qpos``. They are outputs of the physics: a task sets ``ctrl`` and the
+        mocap poses (``data.replace(ctrl=...)``) and builds states with
+        ``task.make_data``, never by writing ``qpos``.
+    """
+
+    state: jax.Array
+    ctrl: jax.Array
+    mocap_pos: jax.Array
+    mocap_quat: jax.Array
+    views: dict[str, jax.Array]
+
+    def replace(self, **changes: Any) -> NativeData:
+        """A copy with ``changes`` to ``state``, ``ctrl``, ``mocap_pos``, ``mocap_quat`` or
+        ``views``; the views (``qpos``, ``qvel``, ...) are outputs of the physics."""
+        outputs = sorted(set(changes) - {"state", "ctrl", "mocap_pos", "mocap_quat", "views"})
+        if outputs:
+            raise TypeError(
+                f"NativeData: {', '.join(outputs)} are outputs of native physics and cannot "
+                "be written; set ctrl or the mocap poses, and build a state at given qpos/qvel "
+                "with task.make_data(qpos, qvel, info)"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def __getattr__(self, name: str) -> jax.Array:
+        # only called for names that are not dataclass fields
+        if name.startswith("__") or name == "views":
+            raise AttributeError(name)
+        views = self.__dict__.get("views") or {}
+        if name in views:
+            return views[name]
+        raise AttributeError(
+            f"NativeData has no field {name!r}: a task reads derived quantities it lists in "
+            f"its derived_fields (allowed: {', '.join(sorted(DERIVED_FIELDS))}); it has "
+            f"{', '.join(sorted(views))}"
+        )
+
+
+def _offsets(model: mujoco.MjModel) -> dict[str, tuple[int, int]]:
+    """(offset, size) of each component of the integration state row."""
+    out, offset = {}, 0
+    members = sorted(mujoco.mjtState.__members__.items(), key=lambda kv: int(kv[1]))
+    for key, bit in members:
+        b = int(bit)
+        if b == 0 or b & (b - 1) or not (int(_SPEC) & b):
+            continue  # not a single component of the integration state
+        size = mujoco.mj_stateSize(model, b)
+        name = key.removeprefix("mjSTATE_").lower()
+        out[name] = (offset, size)
+        offset += size
+    assert offset == mujoco.mj_stateSize(model, _SPEC)
+    return out
+
+
+class NativeSim:
+    """The host side of one task's native physics: its model, pools of ``mujoco.batch``
+    batches by size, and the callbacks that step them. Thread-safe.
+
+    Args:
+      model: the task's MuJoCo model (copied by every batch).
+      frame_skip: ``mj_step`` calls per control step.
+      derived: MjData fields returned after every control step (keys of
+        :data:`DERIVED_FIELDS`).
+      model_fields: names of model fields given per simulation at every call (e.g. a
+        body position drawn per episode), with their shapes from ``model``.
+      threads: MuJoCo threads per call (0: :func:`default_threads`).
+    """
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        frame_skip: int,
+        derived: Sequence[str] = (),
+        model_fields: Sequence[str] = (),
+        threads: int = 0,
+    ):
+        unknown = sorted(set(derived) - set(DERIVED_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"derived fields {unknown} are not supported natively; allowed: "
+                f"{', '.join(sorted(DERIVED_FIELDS))}"
+            )
+        self.model = model
+        self.frame_skip = int(frame_skip)
+        self.derived = tuple(derived)
+        self.model_fields = tuple(model_fields)
+        self.threads = int(threads)
+        self.nstate = mujoco.mj_stateSize(model, _SPEC)
+        self._slice = {k: slice(o, o + n) for k, (o, n) in _offsets(model).items()}
+        d = mujoco.MjData(model)
+        self._shapes = {name: getattr(d, name).shape for name in (*self.derived, *_INPUTS)}
+        for name in self.derived:
+            if name.endswith("mat"):  # rotation matrices [n, 9] -> [n, 3, 3], as in MJX
+                self._shapes[name] = (*self._shapes[name][:-1], 3, 3)
+        self._shapes.update(time=(), qpos=(model.nq,), qvel=(model.nv,), act=(model.na,))
+        self._model_shapes = {name: getattr(model, name).shape for name in self.model_fields}
+        self._lock = threading.Lock()
+        self._free: dict[int, list[mj_batch.Batch]] = {}
+
+    # ------------------------------------------------------------------ batches
+    def _acquire(self, n: int) -> mj_batch.Batch:
+        with self._lock:
+            free = self._free.get(n)
+            if free:
+                return free.pop()
+        b = mj_batch.Batch(self.model, n, nthread=self.threads or default_threads())
+        for name in self.derived:
+            b.bind(name)  # registered once; refreshed after every call
+        return b
+
+    def _release(self, b: mj_batch.Batch) -> None:
+        with self._lock:
+            self._free.setdefault(b.nsim, []).append(b)
+
+    @staticmethod
+    def _set_input(row: np.ndarray, value: np.ndarray) -> None:
+        """Writes the task's float32 inputs into the float64 rows where they changed: an
+        input the task left alone keeps its exact float64 value."""
+        if value.size:
+            changed = value != row.astype(np.float32)
+            row[changed] = value[changed]
+
+    def _set_model_fields(self, b: mj_batch.Batch, values: Sequence[np.ndarray]) -> None:
+        """Per-simulation model fields: the task's float32 values where they differ from
+        the model's (e.g. a drawn door position), the model's exact float64 elsewhere."""
+        for name, v in zip(self.model_fields, values, strict=True):
+            base = getattr(self.model, name)
+            v = v.reshape(b.nsim, *base.shape)
+            full = np.broadcast_to(base, v.shape).copy()
+            changed = v != base.astype(np.float32)
+            full[changed] = v[changed]
+            b.expand(name)[...] = full
+
+    def _simulate(
+        self, b: mj_batch.Batch, ctrl: np.ndarray | None, steps: int
+    ) -> tuple[np.ndarray, ...]:
+        """``steps`` control steps of the batch's simulations from their state rows, with
+        ``ctrl`` ``[n, steps, nu]`` (None: the rows' own controls). Returns the state rows
+        ``[n, steps, nstate]`` and the derived fields ``[n, steps, ...]`` after each."""
+        n = b.nsim
+        sq, sv, sc = self._slice["qpos"], self._slice["qvel"], self._slice["ctrl"]
+        rows = b.state
+        bad = ~(np.isfinite(rows[:, sq]).all(axis=1) & np.isfinite(rows[:, sv]).all(axis=1))
+        ids = np.flatnonzero(~bad) if bad.any() else None
+        out_rows = np.empty((n, steps, self.nstate))
+        out_derived = [np.empty((n, steps, *self._shapes[k]), np.float32) for k in self.derived]
+        bad_at = np.empty((n, steps), bool)
+        warnings = b.warning[:, _BAD[0] : _BAD[-1] + 1, 1]  # a view; counters only rise
+        # derived fields at the new state need its position and velocity stages
+        stage = mujoco.mjtStage.mjSTAGE_VEL if self.derived else mujoco.mjtStage.mjSTAGE_NONE
+        for t in range(steps):
+            if ctrl is not None:
+                rows[:, sc] = ctrl[:, t]
+            if ids is None or ids.size:
+                before = warnings.sum(axis=1)
+                failed = None
+                try:
+                    b.step(ids, nstep=self.frame_skip, stage=stage)
+                except mj_batch.SimulationError as e:
+                    failed = e.ids
+                new = warnings.sum(axis=1) > before
+                if failed is not None:
+                    new[failed] = True
+                if new.any():
+                    # a diverged simulation stays diverged, as it does in MJX
+                    bad |= new
+                    rows[new, sq] = np.nan
+                    rows[new, sv] = np.nan
+                    ids = np.flatnonzero(~bad)
+            out_rows[:, t] = rows
+            bad_at[:, t] = bad
+            for name, out in zip(self.derived, out_derived, strict=True):
+                out[:, t] = b.bind(name).reshape(n, *self._shapes[name])
+        if bad_at.any():
+            for out in out_derived:
+                out[bad_at] = np.nan
+        return (out_rows, *out_derived)
+
+    def _pack(self, rows: np.ndarray, derived: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """State rows ``[..., nstate]`` -> the outputs: raw bits, views, derived."""
+        out = [rows.view(np.uint32)]
+        for name in _VIEWS:
+            v = rows[..., self._slice[name]].astype(np.float32)
+            out.append(v[..., 0] if name == "time" else v)
+        return out + list(derived)
+
+    # ---------------------------------------------------------------- callbacks
+    def step(
+        self,
+        state: np.ndarray,
+        ctrl: np.ndarray,
+        mocap_pos: np.ndarray,
+        mocap_quat: np.ndarray,
+        *model_values: np.ndarray,
+    ) -> tuple[np.ndarray, ...]:
+        """Host callback of one control step: ``state`` uint32 ``[..., 2 * nstate]``, the
+        inputs and the per-simulation model fields with the same leading dims. Returns
+        ``(state, time, qpos, qvel, act, *derived)`` with those leading dims."""
+        state, ctrl, mocap_pos, mocap_quat = _host(state, ctrl, mocap_pos, mocap_quat)
+        model_values = _host(*model_values)
+        lead = state.shape[:-1]
+        n = math.prod(lead)
+        b = self._acquire(n)
+        try:
+            b.state[...] = np.ascontiguousarray(state).view(np.float64).reshape(n, self.nstate)
+            for name, v in zip(_INPUTS, (ctrl, mocap_pos, mocap_quat), strict=True):
+                self._set_input(b.state[:, self._slice[name]], v.reshape(n, -1))
+            self._set_model_fields(b, model_values)
+            rows, *derived = self._simulate(b, None, 1)
+        finally:
+            self._release(b)
+        out = self._pack(rows[:, 0], [x[:, 0] for x in derived])
+        return tuple(x.reshape(lead + x.shape[1:]) for x in out)
+
+    def rollout(
+        self,
+        state: np.ndarray,
+        mocap_pos: np.ndarray,
+        mocap_quat: np.ndarray,
+        ctrl: np.ndarray,
+        *model_values: np.ndarray,
+    ) -> tuple[np.ndarray, ...]:
+        """Host callback of an open-loop rollout: ``ctrl`` ``[..., h, nu]`` applied in
+        turn, one per control step, from ``state`` ``[..., 2 * nstate]``. Returns
+        ``(state, time, qpos, qvel, act, *derived)``, each ``[..., h, ...]``: the states
+        after every step."""
+        state, mocap_pos, mocap_quat, ctrl = _host(state, mocap_pos, mocap_quat, ctrl)
+        model_values = _host(*model_values)
+        lead = state.shape[:-1]
+        n, h = math.prod(lead), ctrl.shape[-2]
+        b = self._acquire(n)
+        try:
+            b.state[...] = np.ascontiguousarray(state).view(np.float64).reshape(n, self.nstate)
+            for name, v in (("mocap_pos", mocap_pos), ("mocap_quat", mocap_quat)):
+                self._set_input(b.state[:, self._slice[name]], v.reshape(n, -1))
+            self._set_model_fields(b, model_values)
+            rows, *derived = self._simulate(b, ctrl.reshape(n, h, -1), h)
+        finally:
+            self._release(b)
+        out = self._pack(rows, derived)
+        return tuple(x.reshape(lead + x.shape[1:]) for x in out)
+
+    def forward(
+        self, qpos: np.ndarray, qvel: np.ndarray, *model_values: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """Host callback of :meth:`make_data`: MuJoCo's default state (``mj_resetData``)
+        at ``qpos``/``qvel`` with the position and velocity stages computed. Returns
+        ``(state, time, qpos, qvel, act, ctrl, mocap_pos, mocap_quat, *derived)``."""
+        qpos, qvel = _host(qpos, qvel)
+        model_values = _host(*model_values)
+        lead = qpos.shape[:-1]
+        n = math.prod(lead)
+        b = self._acquire(n)
+        try:
+            b.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
+            b.state[:, self._slice["qpos"]] = qpos.reshape(n, -1)
+            b.state[:, self._slice["qvel"]] = qvel.reshape(n, -1)
+            self._set_model_fields(b, model_values)
+            b.forward(stage=mujoco.mjtStage.mjSTAGE_VEL)
+            rows = b.state.copy()
+            derived = [
+                b.bind(name).reshape(n, *self._shapes[name]).astype(np.float32)
+                for name in self.derived
+            ]
+        finally:
+            self._release(b)
+        bad = ~(
+            np.isfinite(rows[:, self._slice["qpos"]]).all(1)
+            & np.isfinite(rows[:, self._slice["qvel"]]).all(1)
+        )
+        for x in derived:
+            x[bad] = np.nan
+        inputs = [
+            rows[:, self._slice[name]].astype(np.float32).reshape(n, *self._shapes[name])
+            for name in _INPUTS
+        ]
+        packed = self._pack(rows, derived)
+        out = (*packed[:5], *inputs, *packed[5:])
+        return tuple(x.reshape(lead + x.shape[1:]) for x in out)
+
+    # -------------------------------------------------------------- JAX side
+    def _structs(self, names: Sequence[str], lead: tuple[int, ...] = ()) -> list:
+        return [jax.ShapeDtypeStruct((*lead, *self._shapes[k]), jnp.float32) for k in names]
+
+    def _state_struct(self, lead: tuple[int, ...] = ()) -> jax.ShapeDtypeStruct:
+        return jax.ShapeDtypeStruct((*lead, 2 * self.nstate), jnp.uint32)
+
+    def _views(self, outs: Sequence[jax.Array]) -> dict[str, jax.Array]:
+        return dict(zip((*_VIEWS, *self.derived), outs, strict=True))
+
+    def jax_step(self, data: NativeData, model_values: Sequence[jax.Array]) -> NativeData:
+        """One control step of ``data`` (traceable; batch it with ``jax.vmap``)."""
+        shapes = [self._state_struct(), *self._structs((*_VIEWS, *self.derived))]
+        args = (data.state, data.ctrl, data.mocap_pos, data.mocap_quat, *model_values)
+        outs = _host_call(self.step, shapes, args)
+        return data.replace(state=outs[0], views=self._views(outs[1:]))
+
+    def jax_rollout(
+        self, data: NativeData, ctrl: jax.Array, model_values: Sequence[jax.Array]
+    ) -> NativeData:
+        """The states after each row of ``ctrl`` ``[h, nu]`` applied from ``data``, one host
+        call for all h steps (traceable; batch it with ``jax.vmap``). Returns a
+        :class:`NativeData` whose leaves have a leading axis h."""
+        h = ctrl.shape[0]
+        shapes = [self._state_struct((h,)), *self._structs((*_VIEWS, *self.derived), (h,))]
+        args = (data.state, data.mocap_pos, data.mocap_quat, ctrl, *model_values)
+        outs = _host_call(self.rollout, shapes, args)
+        return NativeData(
+            state=outs[0],
+            ctrl=ctrl.astype(jnp.float32),
+            mocap_pos=jnp.broadcast_to(data.mocap_pos, (h, *data.mocap_pos.shape)),
+            mocap_quat=jnp.broadcast_to(data.mocap_quat, (h, *data.mocap_quat.shape)),
+            views=self._views(outs[1:]),
+        )
+
+    def jax_forward(
+        self, qpos: jax.Array, qvel: jax.Array, model_values: Sequence[jax.Array]
+    ) -> NativeData:
+        """The state at ``qpos``/``qvel`` (traceable), with derived fields computed."""
+        views = self._structs(_VIEWS)
+        shapes = [
+            self._state_struct(),
+            *views,
+            *self._structs(_INPUTS),
+            *self._structs(self.derived),
+        ]
+        args = (jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32), *model_values)
+        outs = _host_call(self.forward, shapes, args)
+        ctrl, mocap_pos, mocap_quat = outs[5:8]
+        return NativeData(
+            state=outs[0],
+            ctrl=ctrl,
+            mocap_pos=mocap_pos,
+            mocap_quat=mocap_quat,
+            views=self._views((*outs[1:5], *outs[8:])),
+        )
+
+
+def _host(*arrays: Any) -> list[np.ndarray]:
+    """Callback arguments as NumPy arrays (JAX may pass its own arrays, whose every
+    indexing would dispatch a JAX operation)."""
+    return [np.asarray(a) for a in arrays]
+
+
+def _host_call(fn: Any, shapes: Sequence[jax.ShapeDtypeStruct], args: Sequence[Any]) -> list:
+    """``jax.pure_callback`` of ``fn`` batched over every vmapped axis at once, with a
+    clear error instead of a derivative."""
+
+    @jax.custom_jvp
+    def call(*a):
+        return jax.pure_callback(fn, list(shapes), *a, vmap_method="broadcast_all")
+
+    @call.defjvp
+    def _no_derivative(primals, tangents):
+        raise NotDifferentiableError(
+            "native MuJoCo physics is not differentiable (it runs in MuJoCo's C library "
+            "through a host callback); build the task with backend='mjx' to differentiate "
+            "through the simulator"
+        )
+
+    return call(*args)
