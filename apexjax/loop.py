@@ -36,6 +36,7 @@ from apexjax.configs import ConfigError, build_checked, parse_override_values
 from apexjax.envs import config_class
 from apexjax.envs import make as make_task
 from apexjax.envs.base import Task
+from apexjax.envs.mujoco_task import BACKENDS, resolve_backend
 from apexjax.guidance import GuidanceConfig, adaptive_weight, guidance_distance, make_guidance_cost
 from apexjax.planning import icem
 from apexjax.planning.noise import colored_noise
@@ -50,6 +51,7 @@ __all__ = [
     "make_evaluate",
     "make_train_step",
     "metrics_to_python",
+    "physics_backend",
     "place_state",
     "replicated_sharding",
 ]
@@ -67,6 +69,11 @@ class TrainConfig:
       iterations: outer iterations for :func:`apexjax.train.train`.
       num_envs: parallel episodes per phase (expert, DAgger, evaluation).
       episode_length: control steps per training episode; 0 uses the task's own length.
+      backend: physics of a MuJoCo task: "native" (MuJoCo's C library through a host
+        callback: the choice on CPU), "mjx" (traced into XLA: the choice on GPU/TPU) or
+        "auto" (native where JAX's default backend is the CPU, MJX elsewhere). A run
+        records the backend it used. Pure-JAX tasks and Brax/Playground adapters take
+        "auto" (adapters also "mjx").
       task_options: ``"field=value"`` settings of the task's own config (its fields are
         listed by ``apexjax.envs.config_class(task)``), e.g. ``("contacts=hand_door",)``;
         checked against the task's config when this config is built.
@@ -98,6 +105,7 @@ class TrainConfig:
     iterations: int = 10
     num_envs: int = 4
     episode_length: int = 0
+    backend: Literal["auto", "mjx", "native"] = "auto"
     task_options: tuple[str, ...] = ()
     expert_data: bool = True
     dagger: bool = True
@@ -129,6 +137,13 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.candidate_noise: expected a float >= 0, got {self.candidate_noise!r}"
             )
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"TrainConfig.backend: {self.backend!r} is not allowed; choose one of "
+                f"{list(BACKENDS)}"
+            )
+        if self.backend != "auto":
+            _check_backend(self.task, self.backend)
         if self.task_options:
             _task_overrides(self.task, self.task_options)  # fails early on a bad option
         if self.relabel not in ("sequential", "batched"):
@@ -185,6 +200,38 @@ class TrainState:
     best_expert_cost: jax.Array
 
 
+def _check_backend(task: str, backend: str) -> None:
+    """ConfigError unless ``task`` can run on ``backend`` (checked without building it)."""
+    if task.startswith(("brax:", "playground:")):
+        if backend == "native":
+            raise ConfigError(
+                f"TrainConfig.backend: 'native' is not available for {task!r}, a wrapped "
+                "Brax/Playground env (it steps MJX itself); use 'mjx' or 'auto'"
+            )
+        return
+    try:
+        cls = config_class(task)
+    except ConfigError:
+        return  # an unknown task fails with its own message when the task is built
+    if "backend" not in {f.name for f in dataclasses.fields(cls)}:
+        raise ConfigError(
+            f"TrainConfig.backend: {backend!r} is not available for {task!r}, a pure-JAX task "
+            "with no physics backend; use 'auto'"
+        )
+
+
+def physics_backend(config: TrainConfig) -> str:
+    """The physics ``config``'s task runs on, without building it: "native" or "mjx" for a
+    MuJoCo task (``config.backend`` resolved), "mjx" for a Brax/Playground adapter, "jax"
+    for a pure-JAX task."""
+    if config.task.startswith(("brax:", "playground:")):
+        return "mjx"
+    cls = config_class(config.task)
+    if "backend" not in {f.name for f in dataclasses.fields(cls)}:
+        return "jax"
+    return resolve_backend(config.backend)
+
+
 def _task_overrides(task: str, options: tuple[str, ...]) -> dict[str, Any]:
     """``task_options`` -> typed overrides of ``task``'s config (ConfigError if invalid)."""
     if not all(isinstance(o, str) for o in options):
@@ -196,10 +243,9 @@ def _task_overrides(task: str, options: tuple[str, ...]) -> dict[str, Any]:
     except ConfigError as e:
         raise ConfigError(f"TrainConfig.task_options: {e}") from None
     values = parse_override_values(cls, options)
-    if "episode_length" in values:
-        raise ConfigError(
-            "TrainConfig.task_options: set episode_length with TrainConfig.episode_length"
-        )
+    for field in ("episode_length", "backend"):
+        if field in values:
+            raise ConfigError(f"TrainConfig.task_options: set {field} with TrainConfig.{field}")
     build_checked(cls(), values)  # the task config's own validation
     return values
 
@@ -209,7 +255,7 @@ def build_task(config: TrainConfig) -> Task:
     overrides = _task_overrides(config.task, config.task_options) if config.task_options else {}
     if config.episode_length:
         overrides["episode_length"] = config.episode_length
-    return make_task(config.task, **overrides)
+    return make_task(config.task, backend=config.backend, **overrides)
 
 
 def init_train_state(config: TrainConfig, task: Task) -> TrainState:

@@ -2,11 +2,11 @@
 
 A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` and
 ``metrics.csv`` (one row per iteration), ``checkpoints/`` (the full :class:`TrainState`
-through orbax, so a resumed run continues exactly as an uninterrupted one would) and
-``summary.json`` + ``summary.md`` (final metrics), ``metadata.json`` (where given: how the
-run was configured, e.g. its preset) and ``learning_curve.png`` (expert vs
-policy return and success, and λ, per iteration; needs matplotlib). Nothing here runs
-inside jit.
+through orbax, so a resumed run continues exactly as an uninterrupted one would),
+``summary.json`` + ``summary.md`` (final metrics), ``metadata.json`` (how the run was
+configured: the physics backend it runs on and, where given, its preset) and
+``learning_curve.png`` (expert vs policy return and success, and λ, per iteration; needs
+matplotlib). Nothing here runs inside jit.
 
 The state is replicated on every device, so a checkpoint restores onto any device count
 that divides ``num_envs`` (:func:`load_checkpoint`, ``train(..., resume=True,
@@ -39,6 +39,7 @@ from apexjax.loop import (
     init_train_state,
     make_train_step,
     metrics_to_python,
+    physics_backend,
     place_state,
     replicated_sharding,
 )
@@ -199,8 +200,9 @@ def train(
         step", "iteration 3", "saving checkpoint 3"), on every process: a progress
         watchdog's heartbeat (:class:`apexjax.watchdog.Watchdog`).
       metadata: JSON-ready facts about how a new run was configured (the CLI passes its
-        preset); written to ``metadata.json`` and repeated in ``summary.json``. A resumed
-        run keeps the one it was started with.
+        preset); written to ``metadata.json`` with the physics backend the run uses, and
+        repeated in ``summary.json``. A resumed run keeps the one it was started with;
+        ``summary.json`` names the backend of the session that wrote it.
 
     Raises:
       ConfigError: the run directory is unusable, or ``num_devices`` does not fit the run
@@ -230,14 +232,15 @@ def train(
         start = 0
     if config.num_devices > 1 or jax.process_count() > 1:
         make_mesh(config.num_devices)  # enough devices, shared evenly by the processes
+    task = build_task(config)
     # Every process has read the run directory before process 0 writes to it.
     distributed.barrier("apexjax.train: run directory checked")
     if primary:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
-        if metadata is not None and not resume:
-            (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
-    task = build_task(config)
+        if not resume:
+            meta = {**(metadata or {}), "backend": physics_backend(config)}
+            (run_dir / "metadata.json").write_text(json.dumps(meta, indent=2))
     if state is None:
         state = init_train_state(config, task)
     if primary:
@@ -274,6 +277,7 @@ def train(
             _save(run_dir, state, it + 1)  # every process: orbax saves collectively
     summary = {
         "task": config.task,
+        "backend": physics_backend(config),
         "iterations": config.iterations,
         "num_devices": config.num_devices,
         "num_processes": jax.process_count(),
@@ -336,6 +340,8 @@ def summary_table(summary: dict[str, Any]) -> str:
                 f"than paper, {red['per_run']:.3g}× per run)"
             )
         lines.append(f"| preset | {text} |")
+    if "backend" in summary:
+        lines.append(f"| physics backend | {summary['backend']} |")
     lines.append(f"| compile | {summary['compile_seconds']:.1f} s |")
     lines.append(f"| training this session | {summary['train_seconds_this_session']:.1f} s |")
     return "\n".join(lines) + "\n"

@@ -121,9 +121,16 @@ def test_door_mjx_matches_native_and_the_original_environment():
         return s2.data.qpos, s2.data.qvel, task.observation(s), task.observation(s2), out
 
     # the task's only MJX compile in the suite (see tests/test_envs.py): every call has
-    # this batch size, so it compiles once
-    n = 40
-    run = jax.jit(jax.vmap(one))
+    # this batch size, so it compiles once. Batches of 8: with larger vmapped batches,
+    # jaxlib's CPU Cholesky kernel (MJX's solver) was seen to deadlock XLA's thread pool
+    # on 2 cores (jax 0.10.2), so the 40 states go through in chunks.
+    n, chunk = 40, 8
+    vrun = jax.jit(jax.vmap(one))
+
+    def run(*args):
+        outs = [vrun(*(a[i : i + chunk] for a in args)) for i in range(0, len(args[0]), chunk)]
+        return jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
+
     f32 = lambda x: jnp.asarray(np.asarray(x), jnp.float32)  # noqa: E731
 
     def pad(x):
@@ -196,8 +203,12 @@ def test_door_mjx_matches_native_and_the_original_environment():
     for _ in range(5):
         a = rng.uniform(-1, 1, task.action_dim)
         ctrls.append(env.act_mean + a * env.act_rng)
-        obs, *_ = env.step(a)
-        gym_obs.append(obs)
+        env.step(a)
+        # the original reads its site positions as mj_step leaves them, one physics
+        # substep stale; apexjax evaluates them at the state they belong to, so the
+        # original's observation is taken at that state (mj_forward changes no state)
+        mujoco.mj_forward(env.model, env.data)
+        gym_obs.append(env._get_obs())
         qs.append(env.data.qpos.copy())
         vs.append(env.data.qvel.copy())
     assert env.frame_skip == task.frame_skip and env.dt == pytest.approx(task.dt)

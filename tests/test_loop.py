@@ -18,6 +18,7 @@ from apexjax.planning.rollout import rollout_closed_loop
 
 CFG = TrainConfig(
     task="pendulum_swingup",
+    backend="mjx",  # the suite's training step on MJX physics (the others run natively)
     num_envs=2,
     episode_length=30,
     sgd_steps=150,

@@ -19,6 +19,8 @@ from apexjax.bench import numpy_icem
 from apexjax.planning import icem
 
 TASKS = ("cartpole_swingup", "pendulum_swingup")
+# twins that take the apexjax task's (load-time edited) model
+MODEL_TASKS = ("halfcheetah_running", "door")
 
 
 def test_module_imports_no_jax():
@@ -46,29 +48,50 @@ def test_native_task_matches_apexjax_task(name):
         numpy_icem.native_task(name, no_such_field=1.0)
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", TASKS + MODEL_TASKS)
 def test_cost_and_success_match_apexjax(name):
-    task = envs.make(name, action_cost=0.05)  # a non-default weight must carry over
+    # a non-default weight must carry over
+    weight = {"door": {"velocity_cost": 2e-5}}.get(name, {"action_cost": 0.05})
+    task = envs.make(name, **weight)
     twin = numpy_icem.native_task_from(task)
     rng = np.random.default_rng(0)
     n = 64
     nq, nv = task.mj_model.nq, task.mj_model.nv
     qpos = rng.uniform(-4, 4, (n, nq)).astype(np.float32)
+    prev = rng.uniform(-4, 4, (n, nq)).astype(np.float32)
+    if name == "door":  # hinge angles around the bonus thresholds
+        qpos[:, twin_hinge(task)] = rng.uniform(0.0, 1.6, n)
     qvel = rng.uniform(-3, 3, (n, nv)).astype(np.float32)
     act = rng.uniform(-1, 1, (n, task.action_dim)).astype(np.float32)
-    data = mjx.make_data(task.mjx_model)
-    state = envs.State(data=data, t=jnp.zeros((), jnp.int32))
+    data = mjx.make_data(task.mjx_model)  # costs read qpos/qvel only: any data type does
 
     def at(q, v):
         return envs.State(data=data.replace(qpos=q, qvel=v), t=jnp.ones((), jnp.int32))
 
-    cost = jax.vmap(lambda q, v, a: task.cost(state, a, at(q, v)))(qpos, qvel, act)
-    succ = jax.vmap(lambda q, v: task.success(at(q, v)))(qpos, qvel)
-    q64, v64, a64 = (x.astype(np.float64) for x in (qpos, qvel, act))
-    np.testing.assert_allclose(twin.cost(q64, v64, a64), np.asarray(cost), rtol=1e-5, atol=1e-6)
+    cost = jax.vmap(lambda q0, q, v, a: task.cost(at(q0, v), a, at(q, v)))(prev, qpos, qvel, act)
+    succ = jax.vmap(lambda q, v: task.success(at(q, v)))(qpos, qvel) if task.has_success else None
+    q64, v64, a64, p64 = (x.astype(np.float64) for x in (qpos, qvel, act, prev))
+    np.testing.assert_allclose(
+        twin.cost(q64, v64, a64, p64), np.asarray(cost), rtol=1e-5, atol=1e-5
+    )
     ours = np.array([twin.success(q, v) for q, v in zip(q64, v64, strict=True)])
-    np.testing.assert_array_equal(ours, np.asarray(succ))
-    assert 0 < ours.sum() < n  # both outcomes exercised
+    if succ is None:
+        assert not ours.any()
+    else:
+        np.testing.assert_array_equal(ours, np.asarray(succ))
+        assert 0 < ours.sum() < n  # both outcomes exercised
+
+
+def twin_hinge(task):
+    return int(task._hinge)
+
+
+def test_model_twins_need_the_task_model():
+    with pytest.raises(ValueError, match="mj_model"):
+        numpy_icem.native_task("door")
+    task = envs.make("door", shaped=True)
+    with pytest.raises(ValueError, match="unshaped"):
+        numpy_icem.native_task_from(task)
 
 
 def test_simulate_holds_each_action_for_frame_skip_steps():
@@ -91,10 +114,11 @@ def test_simulate_holds_each_action_for_frame_skip_steps():
         d2 = mujoco.MjData(m)
         mujoco.mj_setState(m, d2, state, full)
         for t in range(cfg.horizon):
+            before = d2.qpos.copy()
             d2.ctrl[:] = actions[p, t]
             for _ in range(task.frame_skip):
                 mujoco.mj_step(m, d2)
-            want = task.cost(d2.qpos, d2.qvel, actions[p, t])
+            want = task.cost(d2.qpos, d2.qvel, actions[p, t], before)
             np.testing.assert_allclose(costs[p, t], want, rtol=1e-12, atol=1e-12)
 
 

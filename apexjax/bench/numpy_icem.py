@@ -10,9 +10,13 @@ population is simulated from the environment's current state by a persistent
 computed in NumPy from the rolled-out states.
 
 One control step is ``frame_skip`` physics steps with the action held, as in apexjax's
-tasks; costs are evaluated on the state at the end of each control step. The cost,
-success and reset functions here mirror apexjax's ``cartpole_swingup`` and
-``pendulum_swingup`` exactly (the tests compare them).
+tasks; costs are evaluated on the state at the end of each control step (and, for the
+half-cheetah's forward velocity, the state before it). The cost, success and reset
+functions here are written again, in NumPy, from the task definitions: they mirror
+apexjax's ``cartpole_swingup``, ``pendulum_swingup``, ``halfcheetah_running`` and the
+unshaped ``door`` (the tests compare them with the JAX tasks). The half-cheetah and door
+models are edited at load time by apexjax's tasks, so their twins take the task's
+``mj_model`` (:func:`native_task_from`).
 
 Not supported (APEX-only extension points): ``num_extra_candidates > 0``.
 
@@ -41,6 +45,8 @@ __all__ = [
     "NumpyICEM",
     "cartpole_cost",
     "colored_noise",
+    "door_cost",
+    "halfcheetah_cost",
     "native_task",
     "native_task_from",
     "num_keep",
@@ -146,7 +152,9 @@ def colored_noise(
 
 
 # --------------------------------------------------------------------------- tasks
-CostFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+#: ``(qpos', qvel', action, qpos) -> cost``: the state after a control step, its action,
+#: and the qpos before it; vectorised over leading axes.
+CostFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def cartpole_cost(
@@ -171,6 +179,40 @@ def pendulum_cost(
     return (1.0 + np.cos(qpos[..., 0])) / 2.0 + action_cost * np.sum(action**2, axis=-1)
 
 
+def halfcheetah_cost(
+    qpos: np.ndarray,
+    qvel: np.ndarray,
+    action: np.ndarray,
+    prev_qpos: np.ndarray,
+    *,
+    dt: float,
+    action_cost: float = 0.1,
+    flip_cost: float = 10.0,
+) -> np.ndarray:
+    """Half-cheetah running: ``-v_x + action_cost |a|^2 + flip_cost [|pitch'| > pi/2]``
+    with ``v_x = (x' - x) / dt`` over the control step (``qpos = [x, z, pitch, ...]``)."""
+    del qvel
+    vx = (qpos[..., 0] - prev_qpos[..., 0]) / dt
+    flipped = np.abs(qpos[..., 2]) > np.pi / 2
+    return -vx + action_cost * np.sum(action**2, axis=-1) + flip_cost * flipped
+
+
+def door_cost(
+    qpos: np.ndarray,
+    qvel: np.ndarray,
+    action: np.ndarray,
+    *,
+    hinge: int,
+    velocity_cost: float = 1e-5,
+) -> np.ndarray:
+    """The unshaped door: ``0.1 (d - 1.57)^2 + velocity_cost |qvel|^2 - 2 [d > 0.2]
+    - 8 [d > 1] - 10 [d > 1.35]`` with ``d = qpos[hinge]`` after the step."""
+    del action
+    d = qpos[..., hinge]
+    c = 0.1 * (d - 1.57) ** 2 + velocity_cost * np.sum(qvel**2, axis=-1)
+    return c - 2.0 * (d > 0.2) - 8.0 * (d > 1.0) - 10.0 * (d > 1.35)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class NativeTask:
     """A task on native MuJoCo: model, control period, cost, success and reset.
@@ -181,8 +223,8 @@ class NativeTask:
       frame_skip: physics steps per control step (the action is held).
       episode_length: control steps per episode.
       action_low, action_high: ``[A]`` bounds (the actuators' control ranges).
-      cost: ``(qpos', qvel', action) -> cost`` on the state after a control step,
-        vectorised over leading axes.
+      cost: ``(qpos', qvel', action, qpos) -> cost`` on the state after a control step
+        (``qpos``: before it), vectorised over leading axes.
       success: ``(qpos, qvel) -> bool`` at the final state.
       reset: ``rng -> (qpos, qvel)``, the apexjax task's start distribution.
     """
@@ -208,7 +250,23 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         episode_length=200, frame_skip=5, action_cost=0.01, init_noise=0.05, success_deg=20.0
     ),
     "pendulum_swingup": dict(episode_length=100, frame_skip=5, action_cost=0.001, init_noise=0.1),
+    "halfcheetah_running": dict(
+        episode_length=1000, frame_skip=5, action_cost=0.1, flip_cost=10.0, init_noise=0.1
+    ),
+    "door": dict(
+        episode_length=200,
+        frame_skip=5,
+        shaped=False,
+        handle_cost=0.1,
+        velocity_cost=1e-5,
+        success_angle=1.35,
+        contacts="full",
+        door_low=(-0.3, 0.25, 0.252),
+        door_high=(-0.2, 0.35, 0.35),
+    ),
 }
+# tasks whose model apexjax edits at load time: their twins take the task's model
+_NEEDS_MODEL = ("halfcheetah_running", "door")
 _ASSETS = {"cartpole_swingup": "cartpole.xml", "pendulum_swingup": "pendulum.xml"}
 
 
@@ -233,17 +291,24 @@ def native_task(name: str, *, model: mujoco.MjModel | None = None, **overrides: 
     if unknown:
         raise ValueError(f"task {name!r}: unknown config field(s) {sorted(unknown)}")
     cfg = {**_DEFAULTS[name], **overrides}
+    if model is None and name in _NEEDS_MODEL:
+        raise ValueError(
+            f"task {name!r}: pass model= (the apexjax task's mj_model, edited at load time), "
+            "or use native_task_from(task)"
+        )
+    if name == "door" and cfg["shaped"]:
+        raise ValueError("task 'door': the NumPy twin has the unshaped cost only (shaped=False)")
     model = _load_model(name) if model is None else model
     if not model.actuator_ctrllimited.all():
         raise ValueError(f"task {name!r}: every actuator must be ctrllimited")
     low, high = np.asarray(model.actuator_ctrlrange, np.float64).T
-    noise = float(cfg["init_noise"])
-    action_cost = float(cfg["action_cost"])
+    noise = float(cfg.get("init_noise", 0.0))
+    action_cost = float(cfg.get("action_cost", 0.0))
 
     if name == "cartpole_swingup":
         cos_ok = math.cos(math.radians(float(cfg["success_deg"])))
 
-        def cost(q: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
+        def cost(q: np.ndarray, v: np.ndarray, a: np.ndarray, q0: np.ndarray) -> np.ndarray:
             return cartpole_cost(q, v, a, action_cost=action_cost)
 
         def success(q: np.ndarray, v: np.ndarray) -> bool:
@@ -253,10 +318,10 @@ def native_task(name: str, *, model: mujoco.MjModel | None = None, **overrides: 
             qpos = np.array([0.0, math.pi]) + rng.uniform(-noise, noise, 2)
             return qpos, rng.uniform(-noise, noise, 2)
 
-    else:  # pendulum_swingup
+    elif name == "pendulum_swingup":
         cos_ok = math.cos(math.radians(15.0))
 
-        def cost(q: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
+        def cost(q: np.ndarray, v: np.ndarray, a: np.ndarray, q0: np.ndarray) -> np.ndarray:
             return pendulum_cost(q, v, a, action_cost=action_cost)
 
         def success(q: np.ndarray, v: np.ndarray) -> bool:
@@ -264,6 +329,34 @@ def native_task(name: str, *, model: mujoco.MjModel | None = None, **overrides: 
 
         def reset(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
             return rng.uniform(-noise, noise, 1), rng.uniform(-noise, noise, 1)
+
+    elif name == "halfcheetah_running":
+        dt = float(model.opt.timestep) * int(cfg["frame_skip"])
+        flip = float(cfg["flip_cost"])
+
+        def cost(q: np.ndarray, v: np.ndarray, a: np.ndarray, q0: np.ndarray) -> np.ndarray:
+            return halfcheetah_cost(q, v, a, q0, dt=dt, action_cost=action_cost, flip_cost=flip)
+
+        def success(q: np.ndarray, v: np.ndarray) -> bool:
+            return False
+
+        def reset(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            qpos = model.qpos0 + rng.uniform(-noise, noise, model.nq)
+            return qpos, noise * rng.standard_normal(model.nv)
+
+    else:  # door, unshaped; the door's position is the model's (one model per episode)
+        hinge_joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "door_hinge")
+        hinge = int(model.jnt_qposadr[hinge_joint])
+        vel_cost, angle = float(cfg["velocity_cost"]), float(cfg["success_angle"])
+
+        def cost(q: np.ndarray, v: np.ndarray, a: np.ndarray, q0: np.ndarray) -> np.ndarray:
+            return door_cost(q, v, a, hinge=hinge, velocity_cost=vel_cost)
+
+        def success(q: np.ndarray, v: np.ndarray) -> bool:
+            return bool(q[hinge] >= angle)
+
+        def reset(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            return np.zeros(model.nq), np.zeros(model.nv)
 
     return NativeTask(
         name=name,
@@ -322,6 +415,8 @@ class NumpyICEM:
             nthread = _usable_cores()
         self.config = config
         self.task = task
+        #: the model rollouts run on: the task's, or an episode's own (run_episode)
+        self.model = task.model
         self.nthread = int(nthread)
         self.rng = np.random.default_rng(seed)
         self._pool: mujoco.rollout.Rollout | None = mujoco.rollout.Rollout(nthread=self.nthread)
@@ -366,7 +461,7 @@ class NumpyICEM:
         """Rolls ``actions`` ``[P, h, A]`` out from the full physics ``state``.
 
         Each action is held for ``frame_skip`` physics steps; the cost of control step t
-        is the task cost of the state at its end and the action.
+        is the task cost of the state at its end, the action, and the qpos before it.
 
         Returns:
           costs ``[P, h]`` and ``finite`` ``[P]`` (every state and cost finite).
@@ -374,12 +469,16 @@ class NumpyICEM:
         fs = self.task.frame_skip
         controls = np.ascontiguousarray(np.repeat(actions, fs, axis=1), np.float64)
         states, _ = self._pool.rollout(
-            self.task.model, self._datas, state[None, :], controls
+            self.model, self._datas, state[None, :], controls
         )  # [P, h * fs, nstate]
         ends = states[:, fs - 1 :: fs]  # [P, h, nstate]: after each control step
         qpos = ends[..., self._qpos_at : self._qpos_at + self._nq]
         qvel = ends[..., self._qvel_at : self._qvel_at + self._nv]
-        costs = np.asarray(self.task.cost(qpos, qvel, actions), np.float64)
+        q_start = np.broadcast_to(
+            state[self._qpos_at : self._qpos_at + self._nq], qpos[:, :1].shape
+        )
+        prev = np.concatenate([q_start, qpos[:, :-1]], axis=1)
+        costs = np.asarray(self.task.cost(qpos, qvel, actions, prev), np.float64)
         finite = (
             np.isfinite(qpos).all(axis=(1, 2))
             & np.isfinite(qvel).all(axis=(1, 2))
@@ -500,14 +599,18 @@ def run_episode(
     qpos: np.ndarray,
     qvel: np.ndarray,
     num_steps: int | None = None,
+    model: mujoco.MjModel | None = None,
 ) -> EpisodeResult:
     """Runs the planner closed-loop for one episode from ``qpos``/``qvel`` on native MuJoCo.
 
     Each control step: read the environment's full physics state, plan from it, hold
     the action for ``frame_skip`` ``mj_step`` calls, and score the step with the task cost.
+    ``model``: the episode's own model (e.g. the door at its drawn position), for the
+    environment and the planner's rollouts alike; default the task's.
     """
     task = planner.task
-    m = task.model
+    m = task.model if model is None else model
+    planner.model = m
     T = int(task.episode_length if num_steps is None else num_steps)
     d = mujoco.MjData(m)
     d.qpos[:] = qpos
@@ -523,10 +626,11 @@ def run_episode(
     for t in range(T):
         mujoco.mj_getState(m, d, state, _FULL)
         action, info = planner.plan(state)
+        before = d.qpos.copy()
         d.ctrl[:] = action
         for _ in range(task.frame_skip):
             mujoco.mj_step(m, d)
-        costs[t] = float(task.cost(d.qpos, d.qvel, action))
+        costs[t] = float(task.cost(d.qpos, d.qvel, action, before))
         actions[t] = action
         predicted[t] = info["best_cost"]
         simulated += info["num_simulated_steps"]
@@ -545,7 +649,7 @@ def run_episode(
 def run_mpc(
     config: ICEMOptions,
     task: NativeTask,
-    initial_states: list[tuple[np.ndarray, np.ndarray]] | int,
+    initial_states: list[tuple[np.ndarray, ...]] | int,
     *,
     num_steps: int | None = None,
     nthread: int | None = None,
@@ -556,8 +660,9 @@ def run_mpc(
     Args:
       config: planner options.
       task: the native task.
-      initial_states: ``[(qpos, qvel), ...]`` start states, or a number of episodes
-        whose start states are drawn from ``task.reset``.
+      initial_states: ``[(qpos, qvel), ...]`` start states, optionally with the episode's
+        own model as a third item (``(qpos, qvel, model)``), or a number of episodes whose
+        start states are drawn from ``task.reset``.
       num_steps: control steps per episode (default ``task.episode_length``).
       nthread: rollout threads (default: usable cores).
       seed: seed of the start states (if drawn) and of the planner's noise.
@@ -572,8 +677,9 @@ def run_mpc(
         initial_states = [task.reset(rng) for _ in range(initial_states)]
     results = []
     with NumpyICEM(config, task, nthread=nthread, seed=seed + 1) as planner:
-        for e, (qpos, qvel) in enumerate(initial_states):
-            r = run_episode(planner, np.asarray(qpos), np.asarray(qvel), num_steps)
+        for e, (qpos, qvel, *model) in enumerate(initial_states):
+            m = model[0] if model else None
+            r = run_episode(planner, np.asarray(qpos), np.asarray(qvel), num_steps, m)
             _log.info(
                 "NumPy iCEM %s episode %d: return %.2f, %.1f ms per control step",
                 task.name,
@@ -611,13 +717,14 @@ def time_raw_rollouts(
     nthread: int | None = None,
     repeats: int = 3,
     seed: int = 0,
+    num_envs: int = 1,
 ) -> dict[str, Any]:
     """Raw batched native physics at the planner's batch, without any planner logic.
 
     Random action sequences with each iteration's row count (the first including the
-    shifted elites) and the planner's horizon are rolled out from ``qpos``/``qvel`` with
-    the same thread pool set-up as :class:`NumpyICEM`, one iteration's batch after
-    another, ``repeats`` times.
+    shifted elites) times ``num_envs`` (episodes planned at once) and the planner's
+    horizon are rolled out from ``qpos``/``qvel`` with the same thread pool set-up as
+    :class:`NumpyICEM`, one iteration's batch after another, ``repeats`` times.
 
     Returns:
       dict: ``run_s`` (median seconds per planning step's worth of physics), ``runs_s``,
@@ -636,7 +743,11 @@ def time_raw_rollouts(
     state = np.empty(mujoco.mj_stateSize(m, _FULL))
     mujoco.mj_getState(m, d, state, _FULL)
     controls = [
-        np.repeat(rng.uniform(task.action_low, task.action_high, (n, h, task.action_dim)), fs, 1)
+        np.repeat(
+            rng.uniform(task.action_low, task.action_high, (num_envs * n, h, task.action_dim)),
+            fs,
+            1,
+        )
         for n in rows
     ]
     nthread = _usable_cores() if nthread is None else int(nthread)
@@ -650,5 +761,5 @@ def time_raw_rollouts(
             if r:  # the first call warms the pool up
                 runs.append(time.perf_counter() - t0)
     run_s = float(np.median(runs))
-    steps = sum(rows) * h
+    steps = num_envs * sum(rows) * h
     return dict(run_s=run_s, runs_s=runs, steps_per_call=steps, steps_per_s=steps / run_s)

@@ -1,16 +1,19 @@
-"""Planner against the original design: apexjax's iCEM on MJX vs a NumPy iCEM on native MuJoCo.
+"""Planner against the original design: apexjax's iCEM vs a NumPy iCEM on native MuJoCo.
 
 One :func:`run` measures, in the same process and with the same iCEM options, task and
 start states:
 
-  apexjax  closed-loop MPC with :func:`apexjax.planning.icem.plan` on MJX, the episodes
-           vmapped and, with ``devices`` > 1, split over that many JAX devices
-           (compilation timed apart);
+  apexjax  closed-loop MPC with :func:`apexjax.planning.icem.plan` on the task's physics
+           backend (native MuJoCo on CPU by default, or MJX), the episodes vmapped and,
+           with ``devices`` > 1, split over that many JAX devices (compilation timed
+           apart);
   NumPy    the reference iCEM of :mod:`apexjax.bench.numpy_icem` on native MuJoCo, its
            populations rolled out by ``mujoco.rollout`` threads, episodes one after another;
-  raw      batched physics alone at the planner's batch (each iteration's population x
-           the horizon, iterations one after another), MJX and native, so that each
-           planner's overhead over its own simulator is in the same report.
+  raw      batched physics alone at each planner's batch (each iteration's population x
+           the horizon, iterations one after another): ``mujoco.rollout`` with MuJoCo's
+           threads at the NumPy planner's batch and at apexjax's (all episodes at once);
+           on MJX also MJX's own vmap x scan. Each planner's overhead over raw physics is
+           in the same report.
 
 Figures: time per control step (per episode), simulated control steps per second, the
 mean episode return of each planner (they must agree within noise: the NumPy planner is an
@@ -24,6 +27,7 @@ Host devices on CPU must be requested before JAX starts; :func:`run_in_subproces
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -153,8 +157,8 @@ def _raw_physics(
     )
 
 
-# --------------------------------------------------------------------------- MJX MPC
-def _mjx_mpc(
+# --------------------------------------------------------------------------- apexjax MPC
+def _jax_mpc(
     config: icem.ICEMConfig,
     task: Task,
     states: State,
@@ -230,11 +234,13 @@ def run(
     planner_set: Sequence[str] = (),
     nthread: int | None = None,
     repeats: int = 3,
+    backend: str = "auto",
 ) -> Section:
-    """apexjax's iCEM MPC on MJX against the NumPy iCEM on native MuJoCo, plus raw physics.
+    """apexjax's iCEM MPC against the NumPy iCEM on native MuJoCo, plus raw physics.
 
     Args:
-      task: ``cartpole_swingup`` or ``pendulum_swingup`` (the tasks with a NumPy twin).
+      task: a task with a NumPy twin: ``cartpole_swingup``, ``pendulum_swingup``,
+        ``halfcheetah_running``, ``door`` (unshaped).
       quick: a small budget (population 16, 2 iterations, horizon 15, 2 episodes of 30
         steps); with ``pendulum_swingup`` (the cheapest to compile) it suits a test.
       seed: start states and planner noise.
@@ -247,6 +253,7 @@ def run(
         of ``apexjax plan`` for the task).
       nthread: rollout threads of the NumPy planner (default: usable cores).
       repeats: timed calls of the raw physics (the median is reported).
+      backend: apexjax's physics, ``"auto"`` (native on CPU), ``"native"`` or ``"mjx"``.
 
     Raises:
       ValueError: fewer than ``devices`` JAX devices, or a task without a NumPy twin.
@@ -259,7 +266,7 @@ def run(
         if jax.devices()[0].platform == "cpu":
             hint = f"; on CPU set XLA_FLAGS={_DEVICE_FLAG}={devices} before JAX starts (see run_in_subprocess)"
         raise ValueError(f"devices={devices} asked for, {available} JAX device(s) available{hint}")
-    jtask = envs.make(task)
+    jtask = envs.make(task, backend=backend)
     ntask = numpy_icem.native_task_from(jtask)  # ValueError for tasks without a NumPy twin
     base = default_config(task)
     if quick:
@@ -282,25 +289,38 @@ def run(
     states = jax.jit(jax.vmap(jtask.reset))(jax.random.split(k_reset, E))
     qpos0 = np.asarray(states.data.qpos, np.float64)
     qvel0 = np.asarray(states.data.qvel, np.float64)
+    starts = [
+        (q, v, *_episode_model(jtask, ntask, states, e))
+        for e, (q, v) in enumerate(zip(qpos0, qvel0, strict=True))
+    ]
+    kind = jtask.backend
 
     _log.info(
-        "planner bench %s: MJX MPC, %d episode(s) x %d steps on %d device(s)", task, E, T, devices
+        "planner bench %s: %s MPC, %d episode(s) x %d steps on %d device(s)",
+        task,
+        kind,
+        E,
+        T,
+        devices,
     )
-    mjx_r = _mjx_mpc(config, jtask, states, jax.random.split(k_plan, E), T, mesh)
-    _log.info("planner bench %s: raw MJX physics", task)
-    raw = _raw_physics(jtask, config, states, mesh, seed, repeats)
+    mjx_r = _jax_mpc(config, jtask, states, jax.random.split(k_plan, E), T, mesh)
     _log.info("planner bench %s: NumPy iCEM on native MuJoCo", task)
-    np_r = numpy_icem.run_mpc(
-        config,
-        ntask,
-        list(zip(qpos0, qvel0, strict=True)),
-        num_steps=T,
-        nthread=nthread,
-        seed=seed,
-    )
+    np_r = numpy_icem.run_mpc(config, ntask, starts, num_steps=T, nthread=nthread, seed=seed)
     raw_np = numpy_icem.time_raw_rollouts(
         config, ntask, qpos0[0], qvel0[0], nthread=np_r["nthread"], repeats=repeats, seed=seed
     )
+    _log.info("planner bench %s: raw physics at apexjax's batch", task)
+    raw_native = numpy_icem.time_raw_rollouts(
+        config,
+        ntask,
+        qpos0[0],
+        qvel0[0],
+        nthread=np_r["nthread"],
+        repeats=repeats,
+        seed=seed,
+        num_envs=E,
+    )
+    raw = _raw_physics(jtask, config, states, mesh, seed, repeats) if kind == "mjx" else raw_native
 
     mjx_step_s = mjx_r["run_s"] / (T * E)
     np_step_s = np_r["run_s"] / (T * E)
@@ -357,9 +377,10 @@ def run(
             raw["steps_per_s"],
             "control steps/s",
             raw_np["steps_per_s"],
-            f"mujoco.rollout, {np_r['nthread']} thread(s)",
+            f"mujoco.rollout, {np_r['nthread']} thread(s), the NumPy planner's batch",
             raw["steps_per_s"] / raw_np["steps_per_s"],
-            f"MJX vmap x scan on {dev_word}, {E} envs x {batch}",
+            (f"MJX vmap x scan on {dev_word}" if kind == "mjx" else "mujoco.rollout")
+            + f", {E} envs x {batch}",
         ),
         Figure(
             "planner throughput / raw physics",
@@ -368,18 +389,21 @@ def run(
             np_rate / raw_np["steps_per_s"],
             "NumPy iCEM / mujoco.rollout",
             None,
-            "1.0 = no planner overhead over the simulator at the same batch",
+            "1.0 = no planner overhead over the simulator at the same batch (apexjax: raw "
+            + ("MJX" if kind == "mjx" else "native mujoco.rollout")
+            + f" at {E} envs x the population)",
         ),
         Figure(
             "MPC compile time",
             mjx_r["compile_s"],
             "s",
-            note=f"one jit of the whole episode ({T} steps, {E} episodes); raw physics "
-            f"compile {raw['compile_s']:.1f} s",
+            note=f"one jit of the whole episode ({T} steps, {E} episodes)"
+            + (f"; raw MJX physics compile {raw['compile_s']:.1f} s" if kind == "mjx" else ""),
         ),
     ]
     details = dict(
         task=task,
+        backend=kind,
         quick=quick,
         seed=seed,
         devices=devices,
@@ -409,13 +433,30 @@ def run(
             simulated_steps_per_s=np_rate,
             nthread=np_r["nthread"],
         ),
-        raw_mjx=raw,
-        raw_native=raw_np,
+        raw_apexjax_batch=raw,
+        raw_native_numpy_batch=raw_np,
+        raw_native_apexjax_batch=raw_native,
         agreement=agree,
         load_average=dict(before=load_before, after=_load_average()),
     )
-    title = f"Planner vs a NumPy iCEM on native MuJoCo: {task}, {dev_word}"
+    title = f"Planner ({kind} physics) vs a NumPy iCEM on native MuJoCo: {task}, {dev_word}"
     return Section(title, figures, details)
+
+
+def _episode_model(jtask: Task, ntask: Any, states: State, e: int) -> list[Any]:
+    """``[model]`` of episode e for the NumPy planner where the task keeps model fields per
+    episode (the door's position), else ``[]`` (the twin's own model)."""
+    names = getattr(jtask, "model_field_names", ())
+    if not names:
+        return []
+    info = jax.tree.map(lambda x: x[e], states.info)
+    m = copy.copy(ntask.model)
+    for name, value in jtask.model_fields(info).items():
+        base = getattr(m, name)
+        v = np.asarray(value, np.float32)
+        changed = v != base.astype(np.float32)  # the drawn values; the rest stays exact
+        base[changed] = v[changed]
+    return [m]
 
 
 def _load_average() -> list[float] | None:
@@ -444,6 +485,7 @@ def run_in_subprocess(
     nthread: int | None = None,
     repeats: int = 3,
     timeout: float | None = None,
+    backend: str = "auto",
 ) -> Section:
     """:func:`run` in a fresh Python with ``devices`` XLA host devices (``XLA_FLAGS`` set).
 
@@ -452,6 +494,7 @@ def run_in_subprocess(
     """
     cmd = [sys.executable, "-m", "apexjax.bench.planner", "--task", task]
     cmd += ["--devices", str(devices), "--seed", str(seed), "--repeats", str(repeats)]
+    cmd += ["--backend", backend]
     if quick:
         cmd.append("--quick")
     if episodes is not None:
@@ -487,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nthread", type=int, default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--backend", default="auto", choices=("auto", "mjx", "native"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     section = run(
@@ -499,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         planner_set=args.set,
         nthread=args.nthread,
         repeats=args.repeats,
+        backend=args.backend,
     )
     sys.stdout.write(json.dumps(section_to_dict(section), default=_jsonable) + "\n")
     return 0

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     out = {
         "run_dir": str(args.run_dir),
         "task": config.task,
+        "backend": getattr(task, "backend", None),
         "episodes": args.episodes,
         "devices": devices,
         "iteration": int(state.iteration),

@@ -43,7 +43,12 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         help="ICEMConfig override, repeatable (e.g. --set population=100 --set beta=0.5)",
     )
     p.add_argument(
-        "--task-set", action="append", default=[], metavar="FIELD=VALUE", help="task override"
+        "--task-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="task config override, repeatable (e.g. --task-set backend=mjx: the physics, "
+        "auto|mjx|native; auto = native on CPU)",
     )
     p.add_argument("--chunk", type=int, default=10, help="control steps between progress lines")
     p.add_argument("--out", type=pathlib.Path, default=None, help="write results as JSON")
@@ -80,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     steps = args.steps or preset_steps or task.episode_length
     print(
-        f"plan {args.task}: {args.episodes} episode(s) x {steps} steps, "
+        f"plan {args.task} ({getattr(task, 'backend', 'mjx')} physics): {args.episodes} "
+        f"episode(s) x {steps} steps, "
         f"{icem.simulated_per_step(config)} simulated steps per control step; compiling...",
         file=sys.stderr,
         flush=True,
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = dict(
             task=args.task,
+            backend=getattr(task, "backend", None),
             seed=args.seed,
             preset=args.preset,
             config=to_dict(config),

@@ -248,8 +248,11 @@ def run(args: argparse.Namespace) -> int:
         )
 
     if primary:
+        from apexjax.loop import physics_backend
+
         where = f" over {processes} processes" if processes > 1 else ""
         what = f"resume {run_dir}" if args.resume else f"train {config.task} -> {run_dir}"
+        what += f" ({physics_backend(config)} physics)"
         if args.preset is not None:
             red = (meta or {}).get("reduction_vs_paper")
             what += f", preset {args.preset}" + (

@@ -119,7 +119,9 @@ class MujocoTask(Task):
         unknown = sorted(set(self.derived_fields) - set(DERIVED_FIELDS))
         if unknown:
             raise ValueError(f"task {name!r}: unsupported derived_fields {unknown}")
-        if self.backend == "native":
+        if self.backend == "mjx":
+            _ = self.mjx_model  # built now: a bad model fails here, not in a trace
+        else:
             self.native = NativeSim(
                 mj_model,
                 config.frame_skip,
@@ -134,7 +136,8 @@ class MujocoTask(Task):
         """The MJX model (with :attr:`mjx_options`), built on first use, on this process's
         own device: MJX's default, ``jax.devices()[0]``, belongs to process 0 in a
         multi-process run, and the model is closed over as a constant."""
-        return mjx.put_model(self.mjx_mj_model, device=jax.local_devices()[0])
+        with jax.ensure_compile_time_eval():  # concrete arrays even if first used in a trace
+            return mjx.put_model(self.mjx_mj_model, device=jax.local_devices()[0])
 
     @functools.cached_property
     def mjx_mj_model(self) -> mujoco.MjModel:
