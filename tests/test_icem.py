@@ -89,7 +89,34 @@ def test_overrides_and_cem_preset():
     cem = icem.cem_config(population=20)
     assert cem.beta == 0 and cem.momentum == 0 and cem.population == 20
     assert not (cem.keep_elites or cem.shift_elites or cem.use_mean_actions)
+    # the authors' CEM: truncated Gaussian, the same population at every iteration
+    assert cem.sampling == "truncated" and icem.population_sizes(cem) == (20, 20, 20)
     hash(cem)  # static argument of jit
+    with pytest.raises(ConfigError, match="white noise"):
+        icem.cem_config(beta=2.0)
+    with pytest.raises(ConfigError, match="noise_normalization"):
+        icem.ICEMConfig(noise_normalization="package")
+
+
+def test_truncated_sampling_stays_inside_without_piling_up_at_the_bounds():
+    """Clipping puts the mass beyond a bound onto it; truncation redraws it inside."""
+    low, high = np.array([-1.0, -1.0], np.float32), np.array([1.0, 1.0], np.float32)
+    mean = jnp.full((5, 2), 0.6)
+    std = jnp.full((5, 2), 0.8)
+    for cfg in (
+        icem.cem_config(population=4000, elites=4, horizon=5),
+        icem.cem_config(population=4000, elites=4, horizon=5, sampling="clip", decay=1.25),
+    ):
+        ps = icem.init(cfg, (low, high))
+        x = np.asarray(icem.sample_population(cfg, jax.random.key(0), ps, mean, std, 0))
+        assert np.all((x >= -1.0) & (x <= 1.0))
+        at_bound = np.mean(np.isclose(np.abs(x), 1.0))
+        if cfg.sampling == "truncated":
+            assert at_bound == 0.0
+            # a Gaussian truncated to [-1, 1]: the mass is moved inside, mean below 0.6
+            assert 0.1 < x.mean() < 0.4
+        else:
+            assert at_bound > 0.25  # P(0.6 + 0.8 z > 1) = P(z > 0.5) = 0.31
 
 
 def test_decay_population_sizes():

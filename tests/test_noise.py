@@ -24,6 +24,23 @@ def test_unit_variance_zero_mean(beta, h):
     assert abs(x.mean()) < 0.05
 
 
+@pytest.mark.parametrize("beta", [0.25, 2.5, 3.0])
+def test_colorednoise_normalization_is_the_packages_scale(beta):
+    """The authors' ``colorednoise`` package: same spectrum, marginal std above 1."""
+    cn = pytest.importorskip("colorednoise")
+    ref = cn.powerlaw_psd_gaussian(beta, size=(20000, 1, 30), random_state=0)  # [N, d, h]
+    ours = np.asarray(
+        colored_noise(jax.random.key(4), beta, (20000, 30, 1), normalization="colorednoise")
+    )
+    np.testing.assert_allclose(ours.std(), ref.std(), rtol=0.02)
+    # per time step, as the package's (the ends of a window vary less than its middle)
+    np.testing.assert_allclose(ours[..., 0].std(axis=0), ref[:, 0].std(axis=0), rtol=0.05)
+    exact = np.asarray(colored_noise(jax.random.key(4), beta, (20000, 30, 1)))
+    assert ours.std() > exact.std() * (1.02 if beta < 1 else 1.1)
+    with pytest.raises(ValueError, match="normalization"):
+        colored_noise(jax.random.key(0), beta, (2, 30, 1), normalization="unit")
+
+
 def test_beta_is_traced_and_time_axis_selectable():
     f = jax.jit(lambda b: colored_noise(jax.random.key(2), b, (5, 16, 2)))
     a, b = f(0.0), f(3.0)

@@ -81,6 +81,8 @@ class ICEMOptions(Protocol):
     execute: str
     cost_aggregation: str
     num_extra_candidates: int
+    sampling: str
+    noise_normalization: str
 
 
 # --------------------------------------------------------------------------- budget
@@ -105,7 +107,11 @@ def simulated_per_step(config: ICEMOptions) -> int:
 
 # --------------------------------------------------------------------------- noise
 def colored_noise(
-    rng: np.random.Generator, beta: float, shape: tuple[int, ...], time_axis: int = -2
+    rng: np.random.Generator,
+    beta: float,
+    shape: tuple[int, ...],
+    time_axis: int = -2,
+    normalization: str = "exact",
 ) -> np.ndarray:
     """Unit-variance Gaussian noise whose power spectrum falls as 1/f^beta along time.
 
@@ -113,13 +119,17 @@ def colored_noise(
     complex Gaussian Fourier coefficients, scale them by f^(-beta/2) (the zero frequency
     gets the lowest resolved frequency's scale), make the zero and (even length) Nyquist
     coefficients real, and invert the real FFT. The result is divided by its exact
-    standard deviation, so every sample has variance 1 for any beta.
+    standard deviation, so every sample has variance 1 for any beta; with
+    ``normalization="colorednoise"``, by the package's own normaliser instead (2/n times
+    the root sum of squares of the non-zero frequencies' scales, the even-length Nyquist
+    one halved), which leaves out the zero frequency's share.
 
     Args:
       rng: NumPy random generator.
       beta: spectral exponent, >= 0 (0 is white noise).
       shape: output shape, e.g. ``(N, h, d)``.
       time_axis: the axis the spectrum is shaped along.
+      normalization: ``"exact"`` or ``"colorednoise"``.
 
     Returns:
       float64 array of ``shape``, independent along every axis but ``time_axis``.
@@ -147,6 +157,13 @@ def colored_noise(
     var = 4.0 * np.sum(paired**2) + 2.0 * amp[0] ** 2
     if even:
         var += 2.0 * amp[-1] ** 2
+    if normalization == "colorednoise":
+        w = amp[1:].copy()
+        if even:
+            w[-1] /= 2.0
+        var = 4.0 * np.sum(w**2)
+    elif normalization != "exact":
+        raise ValueError(f"normalization: {normalization!r}, allowed 'exact', 'colorednoise'")
     y = np.fft.irfft(real + 1j * imag, n=n, axis=-1) * n / math.sqrt(var)
     return np.moveaxis(y, -1, axis)
 
@@ -515,7 +532,13 @@ class NumpyICEM:
         simulated = 0
         for i, n in enumerate(population_sizes(cfg)):
             n_shift = n_keep if (i == 0 and cfg.shift_elites) else 0
-            noise = colored_noise(self.rng, cfg.beta, (n + n_shift, h, a_dim))
+            if getattr(cfg, "sampling", "clip") == "truncated":
+                noise = _truncated_normal(self.rng, mean, std, low, high, n + n_shift)
+            else:
+                norm = getattr(cfg, "noise_normalization", "exact")
+                noise = colored_noise(
+                    self.rng, cfg.beta, (n + n_shift, h, a_dim), normalization=norm
+                )
             samples = np.clip(mean + std * noise, low, high)
             population = samples[:n]
             if i == cfg.iterations - 1 and cfg.use_mean_actions:
@@ -563,6 +586,26 @@ class NumpyICEM:
         self.memory_costs = kept_costs
         info = dict(best_cost=best_cost, best_actions=best_actions, num_simulated_steps=simulated)
         return action, info
+
+
+def _truncated_normal(
+    rng: np.random.Generator,
+    mean: np.ndarray,
+    std: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    n: int,
+) -> np.ndarray:
+    """``[n, h, A]`` standard normal draws truncated so that ``mean + std * x`` lies in the
+    bounds (rejection: out-of-bounds draws are drawn again)."""
+    safe = np.maximum(std, 1e-8)
+    lo, hi = (low - mean) / safe, (high - mean) / safe
+    x = rng.standard_normal((n, *mean.shape))
+    bad = (x < lo) | (x > hi)
+    while bad.any():
+        x[bad] = rng.standard_normal(int(bad.sum()))
+        bad = (x < lo) | (x > hi)
+    return x
 
 
 def _usable_cores() -> int:
