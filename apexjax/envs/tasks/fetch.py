@@ -179,6 +179,9 @@ def _settle(m: mujoco.MjModel, frame_skip: int) -> mujoco.MjData:
 
 class FetchPickAndPlace(MujocoTask):
     has_success = True
+    # MJX solver: MuJoCo's defaults. Fewer Newton iterations (4 or 10, with fewer line-search
+    # steps) did not make its MJX step any faster (22 physics steps/s each on the 2-core CPU,
+    # benchmarks/results/mjx_solver_fetch.json): MJX's kinematics dominates on this model
     derived_fields = ("xpos", "xquat", "site_xpos", "site_xmat", "cvel", "subtree_com")
 
     def __init__(self, config: FetchPickAndPlaceConfig = FetchPickAndPlaceConfig()):

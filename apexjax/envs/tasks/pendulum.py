@@ -32,6 +32,7 @@ class PendulumConfig(MujocoTaskConfig):
 
 class PendulumSwingup(MujocoTask):
     has_success = True
+    # MJX solver: MuJoCo's defaults; nothing constrains the pole, so there is nothing to solve
 
     def __init__(self, config: PendulumConfig = PendulumConfig()):
         super().__init__("pendulum_swingup", load_asset("pendulum.xml"), config)

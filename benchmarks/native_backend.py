@@ -1,0 +1,219 @@
+"""The native backend's numbers: planner efficiency against raw MuJoCo, and cold compiles.
+
+Two sections, every shipped MuJoCo task, native backend, measured side by side in one run:
+
+``efficiency``
+    One jitted iCEM control step (:func:`apexjax.planning.icem.plan`, the ``paper`` budget:
+    N = 40, I = 3, K = 10, h = 30, the task's beta) for E environments at once (vmap), against
+    raw batched native physics at the same batch sizes per iteration (E x the iteration's
+    population, shifted elites included), the same horizon and MuJoCo's own threads:
+    ``mujoco.rollout`` (one C call per iteration, controls held for frame_skip substeps) and
+    ``mujoco.batch`` stepped one control step at a time (what the backend calls).
+    Reported: simulated physics steps per second of each, and the planner's fraction of the
+    faster raw baseline (1.0 = no overhead). Fetch acts through a mocap target, so its raw
+    rollouts drive the actuators with random controls instead (same model, same steps).
+``compile``
+    Cold compile (JAX's persistent cache off, a fresh process per task) of the program
+    ``apexjax plan`` runs (one chunk of closed-loop MPC, the paper budget, 2 episodes) and
+    of one APEX training step at the task's ``cpu`` preset.
+
+    python benchmarks/native_backend.py [--tasks a,b] [--envs 1,4] [--repeats 5] [--out ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from mujoco import batch as mj_batch
+from mujoco import rollout as mj_rollout
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import apexjax.envs as envs
+from apexjax import presets
+from apexjax.envs.native import default_threads
+from apexjax.planning import icem
+from benchmarks._common import environment_info, write_json
+
+TASKS = (
+    "pendulum_swingup",
+    "cartpole_swingup",
+    "reacher",
+    "halfcheetah_running",
+    "humanoid_standup",
+    "door",
+    "fetch_pick_and_place",
+)
+
+
+def _planner(name: str) -> icem.ICEMConfig:
+    return icem.ICEMConfig(beta=presets.PAPER_BETA.get(name, 2.0))
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
+
+
+def efficiency(name: str, n_envs: int, repeats: int) -> dict:
+    task = envs.make(name, backend="native")
+    cfg = _planner(name)
+    keys = jax.random.split(jax.random.key(0), n_envs)
+    states = jax.jit(jax.vmap(task.reset))(keys)
+    ps = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (n_envs, *x.shape)), icem.init(cfg, task.action_bounds)
+    )
+    t0 = time.perf_counter()
+    plan = jax.jit(jax.vmap(lambda k, p, s: icem.plan(cfg, k, p, s, task)[0]))
+    plan = plan.lower(keys, ps, states).compile()
+    compile_s = time.perf_counter() - t0
+    plan_s = _median_time(lambda: jax.block_until_ready(plan(keys, ps, states)), repeats)
+
+    rows = list(icem.population_sizes(cfg))
+    rows[0] += icem.num_keep(cfg)
+    h, fs, m = cfg.horizon, task.frame_skip, task.mj_model
+    batches = [n_envs * r for r in rows]
+    rng = np.random.default_rng(0)
+    lo, hi = m.actuator_ctrlrange.T
+    ctrls = [np.repeat(rng.uniform(lo, hi, (b, h, m.nu)), fs, axis=1) for b in batches]
+    # the start state of env 0, as MuJoCo's full physics state
+    row = np.asarray(states.data.state[0]).view(np.float64)
+    d = mujoco.MjData(m)
+    mujoco.mj_setState(m, d, row, mujoco.mjtState.mjSTATE_INTEGRATION)
+    full = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    start = np.empty(mujoco.mj_stateSize(m, full))
+    mujoco.mj_getState(m, d, start, full)
+    threads = default_threads()
+    datas = [mujoco.MjData(m) for _ in range(threads)]
+    with mj_rollout.Rollout(nthread=threads) as pool:
+        rollout_s = _median_time(
+            lambda: [pool.rollout(m, datas, start[None], c) for c in ctrls], repeats
+        )
+    sims = {b: mj_batch.Batch(m, b, nthread=threads) for b in set(batches)}
+
+    def stepped():
+        for b, c in zip(batches, ctrls, strict=True):
+            sim = sims[b]
+            sim.state[:] = row
+            for t in range(h):
+                sim.ctrl[:] = c[:, t * fs]
+                sim.step(nstep=fs)
+
+    batch_s = _median_time(stepped, repeats)
+    physics = sum(batches) * h * fs
+    best_raw = min(rollout_s, batch_s)
+    return {
+        "envs": n_envs,
+        "batch_per_iteration": batches,
+        "horizon": h,
+        "frame_skip": fs,
+        "threads": threads,
+        "physics_steps_per_plan": physics,
+        "plan_compile_s": compile_s,
+        "plan_s": plan_s,
+        "plan_physics_steps_per_s": physics / plan_s,
+        "raw_rollout_s": rollout_s,
+        "raw_rollout_physics_steps_per_s": physics / rollout_s,
+        "raw_batch_s": batch_s,
+        "raw_batch_physics_steps_per_s": physics / batch_s,
+        "plan_over_raw": best_raw / plan_s,
+    }
+
+
+_COMPILE = """
+import json, sys, time
+import jax
+from apexjax import envs, presets
+from apexjax.loop import TrainConfig, build_task, init_train_state, make_train_step
+from apexjax.planning import icem
+from apexjax.planning.mpc import run_mpc
+name = sys.argv[1]
+out = {}
+task = envs.make(name, backend="native")
+cfg = icem.ICEMConfig(beta=presets.PAPER_BETA.get(name, 2.0))
+t0 = time.perf_counter()
+r = run_mpc(cfg, task, jax.random.key(0), 2, num_steps=2, chunk_size=1)
+out["plan_compile_s"] = r["compile_s"]
+out["plan_first_run_s"] = time.perf_counter() - t0
+base = TrainConfig(task=name, backend="native")
+config = presets.apply_overrides(base, presets.preset_overrides(name, "cpu"))
+task = build_task(config)
+state = init_train_state(config, task)
+t0 = time.perf_counter()
+make_train_step(config, task).lower(state).compile()
+out["train_step_compile_s"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+
+def cold_compile(name: str) -> dict:
+    env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        [sys.executable, "-c", _COMPILE, name], env=env, capture_output=True, text=True, timeout=900
+    )
+    if p.returncode:
+        return {"error": p.stderr[-2000:]}
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    out["process_s"] = time.perf_counter() - t0
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--envs", default="1,4")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sections", default="efficiency,compile")
+    p.add_argument(
+        "--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results/native_backend.json")
+    )
+    args = p.parse_args(argv)
+    sections = args.sections.split(",")
+    out = {
+        "benchmark": "native_backend",
+        "environment": environment_info(),
+        "command": "python benchmarks/native_backend.py " + " ".join(argv or sys.argv[1:]),
+        "planner": "iCEM N=40, I=3, K=10, h=30, the task's beta (paper budget)",
+        "tasks": {},
+    }
+    for name in args.tasks.split(","):
+        row = out["tasks"].setdefault(name, {})
+        if "efficiency" in sections:
+            row["efficiency"] = [
+                efficiency(name, int(e), args.repeats) for e in args.envs.split(",")
+            ]
+            for r in row["efficiency"]:
+                print(
+                    f"{name:22s} E={r['envs']}: plan {r['plan_physics_steps_per_s']:9.0f} phys/s, "
+                    f"raw rollout {r['raw_rollout_physics_steps_per_s']:9.0f}, raw batch "
+                    f"{r['raw_batch_physics_steps_per_s']:9.0f}: plan/raw {r['plan_over_raw']:.2f}",
+                    flush=True,
+                )
+        if "compile" in sections:
+            row["compile"] = cold_compile(name)
+            print(f"{name:22s} cold compile {row['compile']}", flush=True)
+        write_json(args.out, out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
