@@ -62,14 +62,17 @@ def _planner(name: str) -> icem.ICEMConfig:
     return icem.ICEMConfig(beta=presets.PAPER_BETA.get(name, 2.0))
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed in turn ``repeats`` times (after a warm-up)."""
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
         fn()
-        runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            runs[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def efficiency(name: str, n_envs: int, repeats: int) -> dict:
@@ -84,7 +87,6 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
     plan = jax.jit(jax.vmap(lambda k, p, s: icem.plan(cfg, k, p, s, task)[0]))
     plan = plan.lower(keys, ps, states).compile()
     compile_s = time.perf_counter() - t0
-    plan_s = _median_time(lambda: jax.block_until_ready(plan(keys, ps, states)), repeats)
 
     rows = list(icem.population_sizes(cfg))
     rows[0] += icem.num_keep(cfg)
@@ -102,10 +104,6 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
     mujoco.mj_getState(m, d, start, full)
     threads = default_threads()
     datas = [mujoco.MjData(m) for _ in range(threads)]
-    with mj_rollout.Rollout(nthread=threads) as pool:
-        rollout_s = _median_time(
-            lambda: [pool.rollout(m, datas, start[None], c) for c in ctrls], repeats
-        )
     sims = {b: mj_batch.Batch(m, b, nthread=threads) for b in set(batches)}
 
     def stepped():
@@ -116,7 +114,15 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
                 sim.ctrl[:] = c[:, t * fs]
                 sim.step(nstep=fs)
 
-    batch_s = _median_time(stepped, repeats)
+    with mj_rollout.Rollout(nthread=threads) as pool:
+        # interleaved, so that a drift in the machine's speed hits all three alike
+        fns = {
+            "plan": lambda: jax.block_until_ready(plan(keys, ps, states)),
+            "rollout": lambda: [pool.rollout(m, datas, start[None], c) for c in ctrls],
+            "batch": stepped,
+        }
+        times = _interleaved(fns, repeats)
+    plan_s, rollout_s, batch_s = times["plan"], times["rollout"], times["batch"]
     physics = sum(batches) * h * fs
     best_raw = min(rollout_s, batch_s)
     return {
@@ -180,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--envs", default="1,4")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--sections", default="efficiency,compile")
     p.add_argument(
         "--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results/native_backend.json")

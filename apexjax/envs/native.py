@@ -202,6 +202,7 @@ class NativeSim:
         self._slice = {k: slice(o, o + n) for k, (o, n) in _offsets(model).items()}
         d = mujoco.MjData(model)
         self._shapes = {name: getattr(d, name).shape for name in (*self.derived, *_INPUTS)}
+        self._raw_shapes = dict(self._shapes)  # MjData's own (rotation matrices flat)
         for name in self.derived:
             if name.endswith("mat"):  # rotation matrices [n, 9] -> [n, 3, 3], as in MJX
                 self._shapes[name] = (*self._shapes[name][:-1], 3, 3)
@@ -289,6 +290,49 @@ class NativeSim:
                 out[bad_at] = np.nan
         return (out_rows, *out_derived)
 
+    def _rollout_recorded(self, b: mj_batch.Batch, ctrl: np.ndarray) -> tuple[np.ndarray, ...]:
+        """:meth:`_simulate` over ``ctrl`` ``[n, h, nu]`` in ONE ``Batch.rollout`` call that
+        records every substep. The derived fields at the state after control step t are the
+        ones ``mj_step`` computes at the start of the next substep, so they cost nothing
+        extra; one substep past the horizon is simulated for the last step's (its state is
+        discarded)."""
+        n, h = ctrl.shape[:2]
+        fs = self.frame_skip
+        sq, sv = self._slice["qpos"], self._slice["qvel"]
+        rows = b.state
+        bad = ~(np.isfinite(rows[:, sq]).all(axis=1) & np.isfinite(rows[:, sv]).all(axis=1))
+        ids = np.flatnonzero(~bad) if bad.any() else None
+        sel: Any = slice(None) if ids is None else ids
+        control = np.repeat(ctrl[sel], fs, axis=1)  # each action held for frame_skip substeps
+        if self.derived:
+            control = np.concatenate([control, control[:, -1:]], axis=1)
+        m, nstep = control.shape[:2]
+        rec = {_SPEC: np.empty((m, nstep, self.nstate))}
+        rec.update({k: np.empty((m, nstep, *self._raw_shapes[k])) for k in self.derived})
+        if m:
+            counters = b.warning[:, :, 1]
+            before = counters.sum(axis=1)
+            try:
+                b.rollout(nstep, control, record=tuple(rec), ids=ids, out=rec)
+            except mj_batch.SimulationError as e:
+                bad[e.ids] = True  # those kept their state; the others ran to completion
+            # a simulation whose warning counters rose stopped stepping (its records repeat
+            # its last ones): diverged, or out of contact or constraint memory
+            bad |= counters.sum(axis=1) > before
+        out_rows = np.full((n, h, self.nstate), np.nan)
+        out_rows[sel] = rec[_SPEC][:, fs - 1 : h * fs : fs]
+        out_derived = []
+        for name in self.derived:
+            out = np.full((n, h, *self._shapes[name]), np.nan, np.float32)
+            out[sel] = rec[name][:, fs : h * fs + 1 : fs].reshape(m, h, *self._shapes[name])
+            out_derived.append(out)
+        if bad.any():  # a diverged simulation stays diverged, as it does in MJX
+            out_rows[bad, :, sq] = np.nan
+            out_rows[bad, :, sv] = np.nan
+            for out in out_derived:
+                out[bad] = np.nan
+        return (out_rows, *out_derived)
+
     def _pack(self, rows: np.ndarray, derived: Sequence[np.ndarray]) -> list[np.ndarray]:
         """State rows ``[..., nstate]`` -> the outputs: raw bits, views, derived."""
         out = [rows.view(np.uint32)]
@@ -347,7 +391,7 @@ class NativeSim:
             for name, v in (("mocap_pos", mocap_pos), ("mocap_quat", mocap_quat)):
                 self._set_input(b.state[:, self._slice[name]], v.reshape(n, -1))
             self._set_model_fields(b, model_values)
-            rows, *derived = self._simulate(b, ctrl.reshape(n, h, -1), h)
+            rows, *derived = self._rollout_recorded(b, ctrl.reshape(n, h, -1))
         finally:
             self._release(b)
         out = self._pack(rows, derived)
