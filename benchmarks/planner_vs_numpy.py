@@ -1,9 +1,9 @@
-"""Planner vs the original design: apexjax's iCEM on MJX against a NumPy iCEM on native MuJoCo.
+"""Planner vs the original design: apexjax's iCEM against a NumPy iCEM on native MuJoCo.
 
 For each device count (default 1 and 2 XLA host devices, each in its own subprocess, as
 host devices must exist before JAX starts), :func:`apexjax.bench.planner.run` runs in
-one process: closed-loop MPC with apexjax's iCEM on MJX (episodes vmapped, split over
-the devices), the reference NumPy iCEM of :mod:`apexjax.bench.numpy_icem` on native
+one process: closed-loop MPC with apexjax's iCEM on the chosen physics backend
+(``--backend``: native by default on a CPU, or MJX; episodes vmapped, split over the devices), the reference NumPy iCEM of :mod:`apexjax.bench.numpy_icem` on native
 MuJoCo (``mujoco.rollout`` threads) with the same options, task and start states, and
 raw batched physics of both at the planner's batch. Writes every figure as JSON and
 prints the markdown table.
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FIELD=VALUE",
         help="ICEMConfig override (default: the budget of apexjax plan for the task)",
     )
+    p.add_argument("--backend", default="auto", choices=("auto", "mjx", "native"))
     p.add_argument("--note", default="", help="context stored with the results (e.g. load)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per device count")
     p.add_argument("--out", type=pathlib.Path, default=_OUT)
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             nthread=args.nthread,
             repeats=args.repeats,
             timeout=args.timeout,
+            backend=args.backend,
         )
         sections.append(section)
         doc = {

@@ -6,9 +6,8 @@ processes must end with the same parameters (one state, seen by both), and only 
 may write the run files. That the split program equals a one-device run to float32 rounding
 is shown for 1, 2 and 4 devices in tests/test_sharding.py; a reference run here would cost a
 third of this file's time. A hang fails the test at the subprocess timeout. The task is
-``point_mass``, a registered pure-JAX task (so the subprocesses find it by name) whose
-training step compiles far faster than an MJX model's; the collectives and the run files
-do not depend on the physics.
+cart-pole on the native backend: each process's MuJoCo host calls run inside its own part
+of the distributed program (its training step compiles in seconds, unlike MJX's).
 """
 
 import json
@@ -40,6 +39,7 @@ ITEMS = [
     "policy.batch_size=16",
     "guidance.mode=fixed",
     "guidance.weight=0.1",
+    "backend=native",
 ]
 
 CHILD = textwrap.dedent(
@@ -76,7 +76,7 @@ def _free_port() -> int:
 
 def test_two_processes_train_as_one(tmp_path):
     run_dir = tmp_path / "run"
-    argv = ["train", "--task", "point_mass", "--run-dir", str(run_dir), "--devices", "1"]
+    argv = ["train", "--task", "cartpole_swingup", "--run-dir", str(run_dir), "--devices", "1"]
     argv += [a for item in ITEMS for a in ("--set", item)]
     port = _free_port()
     env = dict(
@@ -142,7 +142,9 @@ def test_two_processes_train_as_one(tmp_path):
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").open()]
     assert [r["iteration"] for r in rows] == [1, 2]
     assert json.loads((run_dir / "config.json").read_text())["num_devices"] == 2
-    assert json.loads((run_dir / "summary.json").read_text())["num_processes"] == 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["backend"] == "native"
+    assert json.loads((run_dir / "metadata.json").read_text())["backend"] == "native"
     assert "iter 1/2" in outputs[0][1] and "iter 1/2" not in outputs[1][1]
     assert '"policy_return"' in outputs[0][0] and '"policy_return"' not in outputs[1][0]
 

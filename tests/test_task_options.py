@@ -47,3 +47,17 @@ def test_cli_override_builds_task_options():
 
     cfg = build_config("point_mass", ["task_options=mass=2.5,damping=0.1"])
     assert cfg.task_options == ("mass=2.5", "damping=0.1")
+
+
+def test_backend_is_a_train_config_field_checked_before_anything_builds():
+    from apexjax.loop import TrainConfig, build_task, physics_backend
+
+    assert build_task(TrainConfig(task="pendulum_swingup", backend="mjx")).backend == "mjx"
+    assert physics_backend(TrainConfig(task="pendulum_swingup", backend="native")) == "native"
+    assert physics_backend(TrainConfig(task="point_mass")) == "jax"
+    with pytest.raises(ConfigError, match=r"TrainConfig.backend: 'warp'.*'native'"):
+        TrainConfig(backend="warp")
+    with pytest.raises(ConfigError, match="pure-JAX"):
+        TrainConfig(task="point_mass", backend="native")
+    with pytest.raises(ConfigError, match=r"set backend with TrainConfig\.backend"):
+        TrainConfig(task_options=("backend=mjx",))

@@ -245,53 +245,36 @@ class NativeSim:
             full[changed] = v[changed]
             b.expand(name)[...] = full
 
-    def _simulate(
-        self, b: mj_batch.Batch, ctrl: np.ndarray | None, steps: int
-    ) -> tuple[np.ndarray, ...]:
-        """``steps`` control steps of the batch's simulations from their state rows, with
-        ``ctrl`` ``[n, steps, nu]`` (None: the rows' own controls). Returns the state rows
-        ``[n, steps, nstate]`` and the derived fields ``[n, steps, ...]`` after each."""
+    def _step_rows(self, b: mj_batch.Batch) -> tuple[np.ndarray, ...]:
+        """One control step (``frame_skip`` substeps) of the batch's simulations from their
+        state rows, the position and velocity stages computed at the new state where the
+        task reads derived fields. Returns the state rows ``[n, nstate]`` and the derived
+        fields ``[n, ...]``; diverged simulations have NaN qpos, qvel and derived fields."""
         n = b.nsim
-        sq, sv, sc = self._slice["qpos"], self._slice["qvel"], self._slice["ctrl"]
+        sq, sv = self._slice["qpos"], self._slice["qvel"]
         rows = b.state
         bad = ~(np.isfinite(rows[:, sq]).all(axis=1) & np.isfinite(rows[:, sv]).all(axis=1))
         ids = np.flatnonzero(~bad) if bad.any() else None
-        out_rows = np.empty((n, steps, self.nstate))
-        out_derived = [np.empty((n, steps, *self._shapes[k]), np.float32) for k in self.derived]
-        bad_at = np.empty((n, steps), bool)
-        warnings = b.warning[:, _BAD[0] : _BAD[-1] + 1, 1]  # a view; counters only rise
-        # derived fields at the new state need its position and velocity stages
         stage = mujoco.mjtStage.mjSTAGE_VEL if self.derived else mujoco.mjtStage.mjSTAGE_NONE
-        for t in range(steps):
-            if ctrl is not None:
-                rows[:, sc] = ctrl[:, t]
-            if ids is None or ids.size:
-                before = warnings.sum(axis=1)
-                failed = None
-                try:
-                    b.step(ids, nstep=self.frame_skip, stage=stage)
-                except mj_batch.SimulationError as e:
-                    failed = e.ids
-                new = warnings.sum(axis=1) > before
-                if failed is not None:
-                    new[failed] = True
-                if new.any():
-                    # a diverged simulation stays diverged, as it does in MJX
-                    bad |= new
-                    rows[new, sq] = np.nan
-                    rows[new, sv] = np.nan
-                    ids = np.flatnonzero(~bad)
-            out_rows[:, t] = rows
-            bad_at[:, t] = bad
-            for name, out in zip(self.derived, out_derived, strict=True):
-                out[:, t] = b.bind(name).reshape(n, *self._shapes[name])
-        if bad_at.any():
-            for out in out_derived:
-                out[bad_at] = np.nan
-        return (out_rows, *out_derived)
+        if ids is None or ids.size:
+            counters = b.warning[:, _BAD[0] : _BAD[-1] + 1, 1]  # a view; counters only rise
+            before = counters.sum(axis=1)
+            try:
+                b.step(ids, nstep=self.frame_skip, stage=stage)
+            except mj_batch.SimulationError as e:
+                bad[e.ids] = True  # those kept their state; the others ran
+            bad |= counters.sum(axis=1) > before
+        out_rows = rows.copy()
+        derived = [b.bind(k).reshape(n, *self._shapes[k]).astype(np.float32) for k in self.derived]
+        if bad.any():  # a diverged simulation stays diverged, as it does in MJX
+            out_rows[bad, sq] = np.nan
+            out_rows[bad, sv] = np.nan
+            for x in derived:
+                x[bad] = np.nan
+        return (out_rows, *derived)
 
     def _rollout_recorded(self, b: mj_batch.Batch, ctrl: np.ndarray) -> tuple[np.ndarray, ...]:
-        """:meth:`_simulate` over ``ctrl`` ``[n, h, nu]`` in ONE ``Batch.rollout`` call that
+        """h control steps with ``ctrl`` ``[n, h, nu]`` in ONE ``Batch.rollout`` call that
         records every substep. The derived fields at the state after control step t are the
         ones ``mj_step`` computes at the start of the next substep, so they cost nothing
         extra; one substep past the horizon is simulated for the last step's (its state is
@@ -363,10 +346,10 @@ class NativeSim:
             for name, v in zip(_INPUTS, (ctrl, mocap_pos, mocap_quat), strict=True):
                 self._set_input(b.state[:, self._slice[name]], v.reshape(n, -1))
             self._set_model_fields(b, model_values)
-            rows, *derived = self._simulate(b, None, 1)
+            rows, *derived = self._step_rows(b)
         finally:
             self._release(b)
-        out = self._pack(rows[:, 0], [x[:, 0] for x in derived])
+        out = self._pack(rows, derived)
         return tuple(x.reshape(lead + x.shape[1:]) for x in out)
 
     def rollout(
