@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The sparse door's expert beyond the paper budget: a longer horizon and a wider search.
+# Same layout as experiments/expert_sweep.sh (4 episodes, seed 0, native physics).
+set -euo pipefail
+out=${1:-experiments/results/expert}
+mkdir -p "$out"
+bin=${APEXJAX:-.venv/bin/apexjax}
+run() {  # label [plan options...]
+  local label=$1; shift
+  [ -f "$out/door_$label.json" ] && return 0
+  "$bin" plan --task door --preset paper --episodes 4 --seed 0 --task-set backend=native \
+    --chunk 25 --out "$out/door_$label.json" "$@"
+}
+run h60 --set horizon=60
+run h60std1 --set horizon=60 --set init_std=1.0
