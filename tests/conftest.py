@@ -30,22 +30,24 @@ def _cli_keeps_test_cache(monkeypatch):
     monkeypatch.setattr(apexjax.cli, "enable_compile_cache", lambda path: None)
 
 
-# The files that take longest (measured with ``--durations``: mostly MJX compiles of the
-# paper's models and the closed-loop solves) run first, so that with ``-n 2 --dist loadfile
+# The files that take longest (measured with ``--durations`` on a fresh clone: mostly the MJX
+# compiles of the paper's models, the MJX fidelity checks and the closed-loop solves) run first, so that with ``-n 2 --dist loadfile
 # --no-loadscope-reorder`` (the Makefile's command) the short files fill in at the end
 # instead of one worker finishing a long file alone. Only the order changes.
 _LONGEST_FIRST = (
     "test_fetch.py",
+    "test_fidelity.py",
     "test_door.py",
     "test_mpc.py",
-    "test_envs.py",
     "test_loop.py",
-    "test_relabel.py",
-    "test_fidelity.py",
+    "test_adapters.py",
     "test_sharding.py",
     "test_train.py",
+    "test_docs.py",
     "test_distributed.py",
-    "test_adapters.py",
+    "test_relabel.py",
+    "test_native.py",
+    "test_envs.py",
 )
 
 
