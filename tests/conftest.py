@@ -31,9 +31,10 @@ def _cli_keeps_test_cache(monkeypatch):
 
 
 # The files that take longest (measured with ``--durations`` on a fresh clone: mostly the MJX
-# compiles of the paper's models, the MJX fidelity checks and the closed-loop solves) run first, so that with ``-n 2 --dist loadfile
-# --no-loadscope-reorder`` (the Makefile's command) the short files fill in at the end
-# instead of one worker finishing a long file alone. Only the order changes.
+# compiles of the paper's models, the MJX fidelity checks and the closed-loop solves) run
+# first, so that with ``-n 2 --dist loadfile --no-loadscope-reorder`` (the Makefile's
+# command) the short files fill in at the end instead of one worker finishing a long file
+# alone. Only the order changes.
 _LONGEST_FIRST = (
     "test_fetch.py",
     "test_fidelity.py",
