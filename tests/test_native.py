@@ -255,6 +255,22 @@ SHARDED = textwrap.dedent(
     two = np.asarray(split(*shard_batch((states, acts), mesh)))
     np.testing.assert_array_equal(one, two)
     assert peak[0] == 2, peak  # the shards' host calls ran at the same time
+
+    # Operands above XLA's 100 KiB inline-copy size on both shards at once: before they
+    # were split into pieces, this deadlocked XLA's CPU thread pool (two cores).
+    cp = envs.make("cartpole_swingup", backend="native")
+    n = 2048
+    row = 4 * cp.native.nstate * 2
+    assert n // 2 * row > 100 * 1024, row
+    big = jax.jit(jax.vmap(cp.reset))(jax.random.split(jax.random.key(2), n))
+    u = jnp.zeros((n, cp.action_dim))
+
+    def scanned(s, a):
+        return jax.lax.scan(lambda c, _: (jax.vmap(cp.step)(c, a), None), s, None, length=5)[0]
+
+    ref = np.asarray(jax.jit(scanned)(big, u).data.state)
+    out = jax.jit(split_over_devices(scanned, mesh, (True, True)))(*shard_batch((big, u), mesh))
+    np.testing.assert_array_equal(ref, np.asarray(out.data.state))
     print("ok")
     """
 )

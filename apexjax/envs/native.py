@@ -482,15 +482,43 @@ def _host(*arrays: Any) -> list[np.ndarray]:
     return [np.asarray(a) for a in arrays]
 
 
+# XLA's CPU client copies a callback operand above 100 KiB into a JAX array on its own
+# thread pool; when every pool thread is inside a callback waiting for such a copy (two
+# host devices on two cores), the program deadlocks. Operands are therefore handed over in
+# pieces below this size, which XLA copies on the calling thread.
+_CHUNK_BYTES = 64 * 1024
+
+
 def _host_call(fn: Any, shapes: Sequence[jax.ShapeDtypeStruct], args: Sequence[Any]) -> list:
-    """``jax.pure_callback`` of ``fn`` batched over every vmapped axis at once, with a
-    clear error instead of a derivative."""
+    """``fn`` on the host for the whole batch at once, with a clear error instead of a
+    derivative.
+
+    ``fn`` takes arrays with any common leading (batch) dims in front of the per-simulation
+    shapes of ``args`` and returns arrays with the same leading dims in front of ``shapes``.
+    Under ``jax.vmap`` (of any depth) the batch dims are stacked in front, unbatched
+    arguments broadcast, and ONE host call receives them all, its operands split along the
+    batch into pieces of at most ``_CHUNK_BYTES`` (see above).
+    """
+    cores = [tuple(jnp.shape(a)) for a in args]
+
+    @jax.custom_batching.custom_vmap
+    def call(*a):
+        return _chunked_callback(fn, cores, shapes, a)
+
+    @call.def_vmap
+    def _batched(axis_size, in_batched, *a):
+        a = [
+            x if batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+            for x, batched in zip(a, in_batched, strict=True)
+        ]
+        out = call(*a)  # one more leading dim; an enclosing vmap batches this call again
+        return out, tuple(True for _ in out)
 
     @jax.custom_jvp
-    def call(*a):
-        return jax.pure_callback(fn, list(shapes), *a, vmap_method="broadcast_all")
+    def differentiable_guard(*a):
+        return call(*a)
 
-    @call.defjvp
+    @differentiable_guard.defjvp
     def _no_derivative(primals, tangents):
         raise NotDifferentiableError(
             "native MuJoCo physics is not differentiable (it runs in MuJoCo's C library "
@@ -498,4 +526,40 @@ def _host_call(fn: Any, shapes: Sequence[jax.ShapeDtypeStruct], args: Sequence[A
             "through the simulator"
         )
 
-    return call(*args)
+    return list(differentiable_guard(*args))
+
+
+def _chunked_callback(
+    fn: Any,
+    cores: Sequence[tuple[int, ...]],
+    shapes: Sequence[jax.ShapeDtypeStruct],
+    args: Sequence[jax.Array],
+) -> tuple[jax.Array, ...]:
+    """One ``jax.pure_callback`` of ``fn`` on ``args`` (all with the same leading dims in
+    front of ``cores``), each operand flattened to rows and cut into pieces of at most
+    ``_CHUNK_BYTES``; the host side joins them again."""
+    args = [jnp.asarray(a) for a in args]
+    lead = tuple(args[0].shape[: args[0].ndim - len(cores[0])])
+    n = math.prod(lead)
+    pieces: list[jax.Array] = []
+    counts: list[int] = []
+    for a, core in zip(args, cores, strict=True):
+        flat = a.reshape(n, *core)
+        row = max(1, math.prod(core) * a.dtype.itemsize)
+        per = max(1, _CHUNK_BYTES // row)
+        parts = [flat[i : i + per] for i in range(0, n, per)] or [flat]
+        pieces += parts
+        counts.append(len(parts))
+
+    def host(*flat_pieces: Any) -> tuple[np.ndarray, ...]:
+        joined, i = [], 0
+        for c, core in zip(counts, cores, strict=True):
+            part = [np.asarray(x) for x in flat_pieces[i : i + c]]
+            i += c
+            whole = part[0] if c == 1 else np.concatenate(part)
+            joined.append(whole.reshape(*lead, *core))
+        return tuple(fn(*joined))
+
+    out_shapes = [jax.ShapeDtypeStruct((*lead, *s.shape), s.dtype) for s in shapes]
+    # no vmap_method: vmaps are handled by the custom_vmap above, never by the callback
+    return tuple(jax.pure_callback(host, out_shapes, *pieces))
