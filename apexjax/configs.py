@@ -1,9 +1,19 @@
-"""Config helpers shared by the library and the CLI: overrides from ``key=value`` strings."""
+"""Config helpers shared by the library and the CLI: overrides from ``key=value`` strings,
+and the value checks every config's ``__post_init__`` uses (:func:`check_int`,
+:func:`check_float`, :func:`check_bool`, :func:`check_choice`).
+
+The checks are strict about types: a ``bool`` is neither an int nor a float (``True`` is an
+``int`` subclass in Python, but a config field that takes a count or a weight never means a
+bool), and a float must be finite. Their messages name the field as ``Class.field``, the
+value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import types
 import typing
 from collections.abc import Iterable
@@ -12,6 +22,12 @@ from typing import Any, TypeVar
 __all__ = [
     "ConfigError",
     "build_checked",
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_int",
+    "is_int",
+    "is_real",
     "parse_override_values",
     "parse_overrides",
     "replace_checked",
@@ -23,6 +39,142 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and what is allowed."""
+
+
+def _bounds(ge: Any, gt: Any, le: Any, lt: Any) -> str:
+    """`` >= 0``, `` in [0, 1)`` etc.: the allowed range as words ('' if unbounded)."""
+    low = (f"[{ge}" if ge is not None else f"({gt}") if (ge is not None or gt is not None) else ""
+    high = (f"{le}]" if le is not None else f"{lt})") if (le is not None or lt is not None) else ""
+    if low and high:
+        return f" in {low}, {high}"
+    if low:
+        return f" >= {ge}" if ge is not None else f" > {gt}"
+    if high:
+        return f" <= {le}" if le is not None else f" < {lt}"
+    return ""
+
+
+def _in_range(value: Any, ge: Any, gt: Any, le: Any, lt: Any) -> bool:
+    return not (
+        (ge is not None and value < ge)
+        or (gt is not None and value <= gt)
+        or (le is not None and value > le)
+        or (lt is not None and value >= lt)
+    )
+
+
+def _fail(name: str, what: str, value: Any, hint: str | None, none_ok: bool) -> typing.NoReturn:
+    extra = f" ({hint})" if hint else ""
+    alt = " or None" if none_ok else ""
+    raise ConfigError(f"{name}: expected {what}{extra}{alt}, got {value!r}")
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (int or float, Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not _is_bool(value)
+
+
+def _is_bool(value: Any) -> bool:
+    # NumPy's bool (``np.bool_``) is no ``bool`` subclass; known by its type's name here, so
+    # that this module does not import NumPy (the command line imports it at start-up).
+    return isinstance(value, bool) or (
+        type(value).__name__ in ("bool", "bool_") and type(value).__module__ == "numpy"
+    )
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    ge: int | None = None,
+    le: int | None = None,
+    hint: str | None = None,
+    none_ok: bool = False,
+) -> Any:
+    """``value`` unchanged if it is an int (not a bool) in ``[ge, le]``, else a ConfigError.
+
+    Args:
+      name: the field as ``Class.field`` (the message starts with it).
+      value: the value to check.
+      ge, le: inclusive bounds (``None``: unbounded).
+      hint: why the bounds are what they are, added to the message in parentheses.
+      none_ok: ``None`` is allowed too.
+
+    Raises:
+      ConfigError: ``"Class.field: expected an int >= 1, got 0"`` and the like.
+    """
+    if value is None and none_ok:
+        return value
+    if not is_int(value) or not _in_range(value, ge, None, le, None):
+        _fail(name, "an int" + _bounds(ge, None, le, None), value, hint, none_ok)
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    hint: str | None = None,
+    none_ok: bool = False,
+) -> Any:
+    """``value`` unchanged if it is a finite real number (an int or a float, not a bool) in
+    the range the bounds give, else a ConfigError.
+
+    Args:
+      name: the field as ``Class.field`` (the message starts with it).
+      value: the value to check; NaN and infinities are refused.
+      ge, gt, le, lt: ``>=``, ``>``, ``<=``, ``<`` bounds (``None``: unbounded).
+      hint: why the bounds are what they are, added to the message in parentheses.
+      none_ok: ``None`` is allowed too.
+
+    Raises:
+      ConfigError: ``"Class.field: expected a float > 0, got 'x'"``; for NaN or an
+        infinity ``"expected a finite float ..."``.
+    """
+    if value is None and none_ok:
+        return value
+    bounds = _bounds(ge, gt, le, lt)
+    if not is_real(value):
+        _fail(name, "a float" + bounds, value, hint, none_ok)
+    if not math.isfinite(value):
+        _fail(name, "a finite float" + bounds, value, hint, none_ok)
+    if not _in_range(value, ge, gt, le, lt):
+        _fail(name, "a float" + bounds, value, hint, none_ok)
+    return value
+
+
+def check_bool(name: str, value: Any) -> Any:
+    """``value`` unchanged if it is a bool (Python or NumPy), else a ConfigError."""
+    if not _is_bool(value):
+        _fail(name, "a bool", value, None, False)
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` unchanged if it is one of ``choices``, else a ConfigError that lists them.
+
+    A bool never matches an int choice (``True == 1`` in Python).
+    """
+    allowed = list(choices)
+
+    def same(c: Any) -> bool:
+        try:
+            return bool(value == c) and _is_bool(value) == _is_bool(c)
+        except (TypeError, ValueError):  # e.g. an array compared with a string
+            return False
+
+    if not any(same(c) for c in allowed):
+        raise ConfigError(f"{name}: {value!r} is not allowed; choose one of {allowed}")
+    return value
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import jax
 
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, check_bool, check_int
 
 __all__ = ["DistributedConfig", "barrier", "initialize", "is_primary", "parse_address"]
 
@@ -82,6 +82,15 @@ class DistributedConfig:
     timeout_s: int = 300
 
     def __post_init__(self) -> None:
+        c = "DistributedConfig"
+        check_int(f"{c}.num_processes", self.num_processes, ge=1, none_ok=True)
+        check_int(f"{c}.process_id", self.process_id, ge=0, none_ok=True)
+        check_int(f"{c}.timeout_s", self.timeout_s, ge=1)
+        check_bool(f"{c}.auto", self.auto)
+        if self.coordinator is not None and not isinstance(self.coordinator, str):
+            raise ConfigError(
+                f"{c}.coordinator: expected 'HOST:PORT' (a str), got {self.coordinator!r}"
+            )
         explicit = {
             "coordinator": self.coordinator,
             "num_processes": self.num_processes,
@@ -99,10 +108,6 @@ class DistributedConfig:
                 f"distributed: coordinator, num_processes and process_id go together; "
                 f"missing {', '.join(missing)}"
             )
-        for name in ("num_processes", "process_id", "timeout_s"):
-            v, lo = getattr(self, name), 0 if name == "process_id" else 1
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
-                raise ConfigError(f"{name}: expected an int >= {lo}, got {v!r}")
         if self.coordinator is not None:
             parse_address(self.coordinator)
         if given and self.process_id >= self.num_processes:

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, check_choice, check_float, check_int
 
 __all__ = [
     "Activation",
@@ -63,10 +63,6 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,38 +104,12 @@ class PolicyConfig:
             raise ConfigError(
                 f"{name}.hidden: {self.hidden!r} is not allowed; expected a tuple of ints >= 1"
             )
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(
-                f"{name}.activation: {self.activation!r} is not allowed; "
-                f"choose one of {sorted(_ACTIVATIONS)}"
-            )
-        positive = {
-            "learning_rate": self.learning_rate,
-            "normalizer_eps": self.normalizer_eps,
-            "normalizer_clip": self.normalizer_clip,
-            "output_scale": self.output_scale,
-        }
-        for field, v in positive.items():
-            if not _is_real(v) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(f"{name}.{field}: {v!r} is not allowed; expected a float > 0")
-        if (
-            not _is_real(self.weight_decay)
-            or not math.isfinite(self.weight_decay)
-            or (self.weight_decay < 0)
-        ):
-            raise ConfigError(
-                f"{name}.weight_decay: {self.weight_decay!r} is not allowed; expected a float >= 0"
-            )
-        if self.grad_clip is not None and (
-            not _is_real(self.grad_clip) or not math.isfinite(self.grad_clip) or self.grad_clip <= 0
-        ):
-            raise ConfigError(
-                f"{name}.grad_clip: {self.grad_clip!r} is not allowed; expected a float > 0 or None"
-            )
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ConfigError(
-                f"{name}.batch_size: {self.batch_size!r} is not allowed; expected an int >= 1"
-            )
+        check_choice(f"{name}.activation", self.activation, sorted(_ACTIVATIONS))
+        for field in ("learning_rate", "normalizer_eps", "normalizer_clip", "output_scale"):
+            check_float(f"{name}.{field}", getattr(self, field), gt=0)
+        check_float(f"{name}.weight_decay", self.weight_decay, ge=0)
+        check_float(f"{name}.grad_clip", self.grad_clip, gt=0, none_ok=True)
+        check_int(f"{name}.batch_size", self.batch_size, ge=1)
 
 
 # ------------------------------------------------------------------------ normaliser

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from apexjax.configs import ConfigError
+from apexjax.configs import check_bool, check_float, check_int
 
 __all__ = ["State", "Task", "TaskConfig", "tree_is_finite"]
 
@@ -68,27 +68,19 @@ class TaskConfig:
     frame_skip: int = 1
 
     def __post_init__(self) -> None:
+        # Every subclass's int, float and bool fields by their annotation: a bool is no
+        # int or float, floats are finite (apexjax.configs.check_*).
+        name = type(self).__name__
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.type in ("int", int) and (
-                isinstance(v, bool) or not isinstance(v, (int, np.integer))
-            ):
-                raise ConfigError(f"{type(self).__name__}.{f.name}: expected an int, got {v!r}")
-            if f.type in ("float", float):
-                if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-                    raise ConfigError(
-                        f"{type(self).__name__}.{f.name}: expected a float, got {v!r}"
-                    )
-                if not np.isfinite(v):
-                    raise ConfigError(f"{type(self).__name__}.{f.name}: must be finite, got {v!r}")
-        if self.episode_length < 1:
-            raise ConfigError(
-                f"{type(self).__name__}.episode_length: must be >= 1, got {self.episode_length}"
-            )
-        if self.frame_skip < 1:
-            raise ConfigError(
-                f"{type(self).__name__}.frame_skip: must be >= 1, got {self.frame_skip}"
-            )
+            if f.type in ("int", int):
+                check_int(f"{name}.{f.name}", v)
+            elif f.type in ("float", float):
+                check_float(f"{name}.{f.name}", v)
+            elif f.type in ("bool", bool):
+                check_bool(f"{name}.{f.name}", v)
+        check_int(f"{name}.episode_length", self.episode_length, ge=1)
+        check_int(f"{name}.frame_skip", self.frame_skip, ge=1)
 
 
 class Task(abc.ABC):

@@ -28,7 +28,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, check_choice, check_int
 from apexjax.envs.base import State, Task, TaskConfig
 from apexjax.envs.native import DERIVED_FIELDS, NativeSim
 
@@ -69,16 +69,9 @@ class MujocoTaskConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"{type(self).__name__}.backend: {self.backend!r} is not allowed; choose one "
-                f"of {list(BACKENDS)}"
-            )
-        if self.native_threads < 0:
-            raise ConfigError(
-                f"{type(self).__name__}.native_threads: must be >= 0 (0 = automatic), got "
-                f"{self.native_threads}"
-            )
+        name = type(self).__name__
+        check_choice(f"{name}.backend", self.backend, BACKENDS)
+        check_int(f"{name}.native_threads", self.native_threads, ge=0, hint="0 = automatic")
 
 
 class MujocoTask(Task):

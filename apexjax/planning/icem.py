@@ -30,15 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, check_bool, check_choice, check_float, check_int
 from apexjax.envs.base import State, Task
 from apexjax.planning.noise import NORMALIZATIONS, colored_noise
 from apexjax.planning.rollout import ExtraCost, rollout_open_loop_batch
@@ -107,53 +105,28 @@ class ICEMConfig:
     noise_normalization: Literal["exact", "colorednoise"] = "exact"
 
     def __post_init__(self) -> None:
-        def fail(name: str, allowed: str) -> None:
-            raise ConfigError(f"ICEMConfig.{name}: got {getattr(self, name)!r}; {allowed}")
-
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.type in ("int", int) and (
-                isinstance(v, bool) or not isinstance(v, (int, np.integer))
-            ):
-                fail(f.name, "expected an int")
-            if f.type in ("float", float) and (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float, np.integer, np.floating))
-                or not math.isfinite(v)
-            ):
-                fail(f.name, "expected a finite float")
-            if f.type in ("bool", bool) and not isinstance(v, (bool, np.bool_)):
-                fail(f.name, "expected a bool")
-        if self.population < 4:
-            fail("population", "must be >= 4 (at least 2 elites, K <= N/2)")
-        if self.decay < 1.0:
-            fail("decay", "must be >= 1 (the population never grows)")
-        if self.iterations < 1:
-            fail("iterations", "must be >= 1")
-        if not 2 <= self.elites <= self.population // 2:
-            fail("elites", f"must be in [2, population/2 = {self.population // 2}]")
-        if self.horizon < 1:
-            fail("horizon", "must be >= 1")
-        if not 0.0 <= self.beta <= 10.0:
-            fail("beta", "must be in [0, 10] (0 = white noise)")
-        if not 0.0 <= self.keep_fraction <= 1.0:
-            fail("keep_fraction", "must be in [0, 1]")
-        if not 0.0 <= self.momentum < 1.0:
-            fail("momentum", "must be in [0, 1)")
-        if not self.init_std > 0.0:
-            fail("init_std", "must be > 0")
-        if self.execute not in ("best", "mean"):
-            fail("execute", "allowed: 'best', 'mean'")
-        if self.cost_aggregation not in ("sum", "min", "final"):
-            fail("cost_aggregation", "allowed: 'sum', 'min', 'final'")
-        if self.num_extra_candidates < 0:
-            fail("num_extra_candidates", "must be >= 0")
-        if self.sampling not in ("clip", "truncated"):
-            fail("sampling", "allowed: 'clip', 'truncated'")
+        c = "ICEMConfig"
+        check_int(f"{c}.population", self.population, ge=4, hint="at least 2 elites, K <= N/2")
+        check_float(f"{c}.decay", self.decay, ge=1, hint="the population never grows")
+        check_int(f"{c}.iterations", self.iterations, ge=1)
+        half = self.population // 2
+        check_int(f"{c}.elites", self.elites, ge=2, le=half, hint=f"population/2 = {half}")
+        check_int(f"{c}.horizon", self.horizon, ge=1)
+        check_float(f"{c}.beta", self.beta, ge=0, le=10, hint="0 = white noise")
+        check_float(f"{c}.keep_fraction", self.keep_fraction, ge=0, le=1)
+        for name in ("keep_elites", "shift_elites", "use_mean_actions"):
+            check_bool(f"{c}.{name}", getattr(self, name))
+        check_float(f"{c}.momentum", self.momentum, ge=0, lt=1)
+        check_float(f"{c}.init_std", self.init_std, gt=0)
+        check_choice(f"{c}.execute", self.execute, ("best", "mean"))
+        check_choice(f"{c}.cost_aggregation", self.cost_aggregation, ("sum", "min", "final"))
+        check_int(f"{c}.num_extra_candidates", self.num_extra_candidates, ge=0)
+        check_choice(f"{c}.sampling", self.sampling, ("clip", "truncated"))
         if self.sampling == "truncated" and self.beta != 0.0:
-            fail("beta", "sampling='truncated' draws white noise: set beta=0")
-        if self.noise_normalization not in NORMALIZATIONS:
-            fail("noise_normalization", f"allowed: {', '.join(map(repr, NORMALIZATIONS))}")
+            raise ConfigError(
+                f"{c}.beta: got {self.beta!r}; sampling='truncated' draws white noise: set beta=0"
+            )
+        check_choice(f"{c}.noise_normalization", self.noise_normalization, NORMALIZATIONS)
 
 
 def cem_config(**overrides: object) -> ICEMConfig:

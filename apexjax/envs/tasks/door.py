@@ -44,13 +44,14 @@ slide (27), latch, hinge, palm position (3), handle position (3), palm - handle 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 import mujoco
 
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, check_choice, is_real
 from apexjax.envs.base import State
 from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
@@ -87,16 +88,11 @@ class DoorConfig(MujocoTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.contacts not in ("full", "hand_door"):
-            raise ConfigError(
-                f"DoorConfig.contacts: {self.contacts!r} is not allowed; choose 'full' or "
-                "'hand_door'"
-            )
-        if not isinstance(self.shaped, bool):
-            raise ConfigError(f"DoorConfig.shaped: expected a bool, got {self.shaped!r}")
+        check_choice("DoorConfig.contacts", self.contacts, ("full", "hand_door"))
         for name in ("door_low", "door_high"):
             v = getattr(self, name)
-            if len(v) != 3 or not all(isinstance(x, (int, float)) for x in v):
+            ok = isinstance(v, (tuple, list)) and len(v) == 3
+            if not ok or not all(is_real(x) and math.isfinite(x) for x in v):
                 raise ConfigError(f"DoorConfig.{name}: expected 3 floats (x, y, z), got {v!r}")
         if any(lo > hi for lo, hi in zip(self.door_low, self.door_high, strict=True)):
             raise ConfigError(

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, check_choice, check_float
 from apexjax.envs.base import State
 from apexjax.envs.mujoco_task import MujocoTask, MujocoTaskConfig
 from apexjax.envs.registry import register
@@ -93,26 +93,12 @@ class FetchPickAndPlaceConfig(MujocoTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.contacts not in ("task", "full"):
-            raise ConfigError(
-                f"FetchPickAndPlaceConfig.contacts: {self.contacts!r} is not allowed; choose "
-                "'task' or 'full'"
-            )
-        for name in ("dense", "target_in_the_air"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"FetchPickAndPlaceConfig.{name}: expected a bool, got {getattr(self, name)!r}"
-                )
+        c = "FetchPickAndPlaceConfig"
+        check_choice(f"{c}.contacts", self.contacts, ("task", "full"))
         for name in ("distance_threshold", "move_scale"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(
-                    f"FetchPickAndPlaceConfig.{name}: must be > 0, got {getattr(self, name)!r}"
-                )
+            check_float(f"{c}.{name}", getattr(self, name), gt=0)
         for name in ("obj_range", "target_range", "max_goal_height"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"FetchPickAndPlaceConfig.{name}: must be >= 0, got {getattr(self, name)!r}"
-                )
+            check_float(f"{c}.{name}", getattr(self, name), ge=0)
         if self.obj_range <= 0.1 / np.sqrt(2):
             raise ConfigError(
                 f"FetchPickAndPlaceConfig.obj_range: must be > 0.071 (the block starts at "

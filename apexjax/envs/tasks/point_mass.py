@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from apexjax.configs import ConfigError
+from apexjax.configs import ConfigError, check_float
 from apexjax.envs.base import State, Task, TaskConfig
 from apexjax.envs.registry import register
 
@@ -56,17 +56,10 @@ class PointMassConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        positive = ("timestep", "mass", "max_force", "success_distance")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(
-                    f"PointMassConfig.{name}: must be > 0, got {getattr(self, name)!r}"
-                )
+        for name in ("timestep", "mass", "max_force", "success_distance"):
+            check_float(f"PointMassConfig.{name}", getattr(self, name), gt=0)
         for name in ("damping", "action_cost", "init_noise"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"PointMassConfig.{name}: must be >= 0, got {getattr(self, name)!r}"
-                )
+            check_float(f"PointMassConfig.{name}", getattr(self, name), ge=0)
         if not 0.0 <= self.goal_min_radius <= self.goal_max_radius:
             raise ConfigError(
                 "PointMassConfig.goal_min_radius/goal_max_radius: need 0 <= min <= max, got "
