@@ -106,7 +106,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
     from apexjax import envs
 
-    envs.config_class(args.task)  # unknown task: one clear error before anything runs
+    envs.check_task(args.task)  # unknown task: one clear error before anything runs
+    if "planner" in sections and (envs.is_adapter(args.task) or envs.is_user_task(args.task)):
+        # the planner section's reference is a NumPy iCEM on native MuJoCo twins of the
+        # shipped tasks; a wrapped env or a task of your own has none
+        why = (
+            f"the planner section compares against NumPy twins of the shipped tasks, and "
+            f"{args.task!r} has none"
+        )
+        if args.sections != ",".join(DEFAULT_SECTIONS):
+            raise ConfigError(f"--sections: {why}; drop planner (e.g. --sections policy,compile)")
+        sections = [s for s in sections if s != "planner"]
+        print(f"bench {args.task}: no planner section ({why})", file=sys.stderr, flush=True)
 
     from apexjax.bench import section_to_dict, to_markdown
     from apexjax.bench.hardware import bench_result, write_json

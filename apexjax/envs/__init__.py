@@ -4,7 +4,15 @@ adapters for Brax and Playground."""
 from apexjax.envs.base import State, Task, TaskConfig, tree_is_finite
 from apexjax.envs.mujoco_task import BACKENDS, MujocoTask, MujocoTaskConfig, resolve_backend
 from apexjax.envs.native import NativeData, NotDifferentiableError
-from apexjax.envs.registry import config_class, make, names, register
+from apexjax.envs.registry import (
+    check_task,
+    config_class,
+    is_adapter,
+    is_user_task,
+    make,
+    names,
+    register,
+)
 
 #: the former name of :class:`MujocoTask`, from when MJX was its only backend.
 MjxTask = MujocoTask
@@ -19,7 +27,10 @@ __all__ = [
     "State",
     "Task",
     "TaskConfig",
+    "check_task",
     "config_class",
+    "is_adapter",
+    "is_user_task",
     "make",
     "names",
     "register",

@@ -21,10 +21,17 @@ Conventions of the adapted task:
 
 Brax and Playground are imported only by :func:`make_brax` / :func:`make_playground`,
 never by importing apexjax.
+
+Playground's locomotion and manipulation envs load their robots from a MuJoCo Menagerie
+checkout, which Playground clones with ``git`` the first time one is built; where that is
+not possible (no network, no git) :func:`make_playground` raises
+:class:`MenagerieNotFoundError`, which says where Playground looks for the checkout.
 """
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +45,7 @@ from apexjax.envs.base import State, Task, tree_is_finite
 __all__ = [
     "CostFn",
     "EnvTask",
+    "MenagerieNotFoundError",
     "SuccessFn",
     "from_brax",
     "from_playground",
@@ -50,6 +58,14 @@ SuccessFn = Callable[[State], jax.Array]
 
 #: Brax envs are "unlimited" in time; this is the episode length when none is given.
 BRAX_EPISODE_LENGTH = 1000
+
+MENAGERIE_URL = "https://github.com/deepmind/mujoco_menagerie.git"
+
+
+class MenagerieNotFoundError(ConfigError):
+    """A Playground env needs a MuJoCo Menagerie checkout that is missing (Playground's own
+    download failed) or incomplete; the message says where Playground looks for it and how
+    to provide it."""
 
 
 def flatten_observation(obs: Any) -> jax.Array:
@@ -280,6 +296,8 @@ def make_playground(env_name: str, **overrides: Any) -> EnvTask:
     Raises:
       ConfigError: an unknown Playground env (the message lists its names) or bad
         config overrides.
+      MenagerieNotFoundError: the env needs a MuJoCo Menagerie checkout that Playground
+        could not download (the message says where it must go).
     """
     try:
         from mujoco_playground import registry  # lazy: Playground is an optional extra
@@ -305,5 +323,59 @@ def make_playground(env_name: str, **overrides: Any) -> EnvTask:
             f"task 'playground:{env_name}': unknown override(s) {unknown}; allowed: "
             f"{', '.join(sorted(set(_ADAPTER_KEYS) | set(config)))}"
         )
-    env = registry.load(env_name, config=config, config_overrides=config_overrides)
+    try:
+        env = registry.load(env_name, config=config, config_overrides=config_overrides)
+    except (subprocess.CalledProcessError, OSError, ValueError) as e:
+        error = _menagerie_error(env_name, e)
+        if error is None:
+            raise
+        raise error from None
     return from_playground(env, name=f"playground:{env_name}", **adapter)
+
+
+def _menagerie_error(env_name: str, error: BaseException) -> MenagerieNotFoundError | None:
+    """The clear error for ``error`` raised while Playground built ``env_name``, if it comes
+    from a missing or partial MuJoCo Menagerie checkout; else ``None``."""
+    try:  # where Playground looks for the checkout, and the commit it pins
+        from mujoco_playground._src import mjx_env
+
+        path = pathlib.Path(str(mjx_env.MENAGERIE_PATH))
+        commit = str(getattr(mjx_env, "MENAGERIE_COMMIT_SHA", ""))
+    except (ImportError, AttributeError):
+        path, commit = None, ""
+    cmd = getattr(error, "cmd", None)
+    filename = getattr(error, "filename", None)
+    partial = ""
+    if isinstance(error, subprocess.CalledProcessError) and cmd and str(cmd[0]) == "git":
+        words = [str(c) for c in cmd]
+        step = next((f"git {w}" for w in ("clone", "checkout") if w in words), "git")
+        reason = (
+            f"Playground's download of it failed ({step} exited with status {error.returncode})"
+        )
+        partial = " (first remove anything a failed download left at that path)"
+    elif isinstance(error, FileNotFoundError) and filename in ("git", b"git"):
+        reason = "Playground could not download it: the git command is not installed"
+    elif isinstance(error, OSError) and path is not None and filename is not None:
+        try:
+            inside = pathlib.Path(str(filename)).resolve().is_relative_to(path.resolve())
+        except (OSError, ValueError):
+            inside = False
+        if not inside:
+            return None
+        reason = f"the checkout there is incomplete ({filename}: {error.strerror})"
+        partial = " (in place of the incomplete directory)"
+    elif isinstance(error, ValueError) and "mujoco_menagerie" in str(error):
+        # MuJoCo's compiler cannot open a model file of the checkout
+        reason = f"the checkout there is incomplete or of another version ({error})"
+        partial = " (in place of the incomplete directory)"
+    else:
+        return None
+    where = str(path) if path is not None else "mujoco_playground/external_deps/mujoco_menagerie"
+    checkout = f" && git -C {where} checkout {commit}" if commit else ""
+    return MenagerieNotFoundError(
+        f"task 'playground:{env_name}' needs a MuJoCo Menagerie checkout (the robot models "
+        f"of Playground's locomotion and manipulation envs), and {reason}. Playground looks "
+        f"for it at {where} (no setting or environment variable moves it); provide it "
+        f"there: `git clone {MENAGERIE_URL} {where}{checkout}`, or make that path a symlink "
+        f"to an existing checkout{partial}"
+    )
