@@ -13,7 +13,7 @@ File format (``format_version`` 1), every entry a plain array (no pickles):
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,8 +39,9 @@ def export_params(
 ) -> Path:
     """Writes ``params`` (list of ``{"W", "b"}``), the normaliser and the bounds to ``path``.
 
-    The file is written to a temporary name and renamed, so a reader never sees half of it.
-    Returns the path written.
+    The file is written to a temporary name and renamed, so a reader never sees half of it;
+    it gets the mode any new file gets (``0o666 & ~umask``, e.g. ``0o644``). Returns the
+    path written.
     """
     from apexjax.policy import normalizer_std
 
@@ -61,7 +62,9 @@ def export_params(
         arrays[f"b{i}"] = np.asarray(layer["b"], np.float32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    # not tempfile.mkstemp: its file is 0o600 whatever the umask, and stays so once renamed
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)

@@ -32,7 +32,15 @@ import jax.numpy as jnp
 from flax import struct
 
 from apexjax import aggregator, policy
-from apexjax.configs import ConfigError, build_checked, parse_override_values
+from apexjax.configs import (
+    ConfigError,
+    build_checked,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    parse_override_values,
+)
 from apexjax.envs import config_class
 from apexjax.envs import make as make_task
 from apexjax.envs.base import Task
@@ -85,7 +93,7 @@ class TrainConfig:
         policy's whole episode is rolled out first, then the planner labels all of its T
         states at once (one vmap, every plan cold-started): no sequential dependency
         between labels, so an accelerator gets T times the batch. Needs a guidance mode
-        whose λ is fixed over the iteration (off, fixed, progress).
+        whose λ is fixed over the iteration (off, fixed, progress, gap).
       policy_candidates: policy rollouts in the planner population: 0 (none), 1 (the
         policy's own closed-loop rollout), or more (plus noisy copies of it).
       candidate_noise: std (fraction of the half action range) of the colored noise added
@@ -120,42 +128,44 @@ class TrainConfig:
     guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
 
     def __post_init__(self) -> None:
+        c = "TrainConfig"
+        if not isinstance(self.task, str) or not self.task:
+            raise ConfigError(f"{c}.task: expected a task name (a str), got {self.task!r}")
         ints = {
-            "seed": (self.seed, 0),
-            "iterations": (self.iterations, 1),
-            "num_envs": (self.num_envs, 1),
-            "episode_length": (self.episode_length, 0),
-            "policy_candidates": (self.policy_candidates, 0),
-            "sgd_steps": (self.sgd_steps, 1),
-            "dataset_capacity": (self.dataset_capacity, 1),
-            "num_devices": (self.num_devices, 1),
+            "seed": 0,
+            "iterations": 1,
+            "num_envs": 1,
+            "episode_length": 0,
+            "policy_candidates": 0,
+            "sgd_steps": 1,
+            "dataset_capacity": 1,
+            "num_devices": 1,
         }
-        for name, (v, lo) in ints.items():
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ConfigError(f"TrainConfig.{name}: expected an int >= {lo}, got {v!r}")
-        if not isinstance(self.candidate_noise, (int, float)) or self.candidate_noise < 0:
-            raise ConfigError(
-                f"TrainConfig.candidate_noise: expected a float >= 0, got {self.candidate_noise!r}"
-            )
-        if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"TrainConfig.backend: {self.backend!r} is not allowed; choose one of "
-                f"{list(BACKENDS)}"
-            )
+        for name, lo in ints.items():
+            check_int(f"{c}.{name}", getattr(self, name), ge=lo)
+        check_float(f"{c}.candidate_noise", self.candidate_noise, ge=0)
+        check_bool(f"{c}.expert_data", self.expert_data)
+        check_bool(f"{c}.dagger", self.dagger)
+        check_choice(f"{c}.backend", self.backend, BACKENDS)
+        check_choice(f"{c}.relabel", self.relabel, ("sequential", "batched"))
+        for name, cls in (
+            ("planner", icem.ICEMConfig),
+            ("policy", policy.PolicyConfig),
+            ("guidance", GuidanceConfig),
+        ):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(
+                    f"{c}.{name}: expected an {cls.__name__}, got {getattr(self, name)!r}"
+                )
         if self.backend != "auto":
             _check_backend(self.task, self.backend)
         if self.task_options:
             _task_overrides(self.task, self.task_options)  # fails early on a bad option
-        if self.relabel not in ("sequential", "batched"):
-            raise ConfigError(
-                f"TrainConfig.relabel: {self.relabel!r} is not allowed; choose 'sequential' or "
-                "'batched'"
-            )
         if self.relabel == "batched" and self.guidance.mode in ("relative", "normalized"):
             raise ConfigError(
                 f"TrainConfig.relabel: 'batched' labels all states at once, so λ cannot adapt "
                 f"per step as guidance.mode={self.guidance.mode!r} does; use 'sequential' or a "
-                "mode with one λ per iteration (off, fixed, progress)"
+                "mode with one λ per iteration (off, fixed, progress, gap)"
             )
         if not (self.expert_data or self.dagger):
             raise ConfigError("TrainConfig: expert_data and dagger cannot both be off (no data)")
@@ -171,9 +181,9 @@ class TrainConfig:
                 "planner",
                 dataclasses.replace(self.planner, num_extra_candidates=self.policy_candidates),
             )
-        if self.guidance.mode == "progress" and not self.expert_data:
+        if self.guidance.per_iteration and not self.expert_data:
             raise ConfigError(
-                "TrainConfig.guidance.mode: 'progress' needs expert_data=True (it compares the "
+                f"TrainConfig.guidance.mode: {self.guidance.mode!r} needs expert_data=True (it compares the "
                 "policy with the best expert episode so far); use 'fixed', 'relative' or 'off'"
             )
         if self.guidance.mode == "relative" and self.policy_candidates == 0:
@@ -187,9 +197,11 @@ class TrainConfig:
 class TrainState:
     """Everything a resumed run needs. ``key`` is raw uint32 key data (checkpoint-friendly).
 
-    ``guidance_weight`` is λ for the next iteration in ``progress`` mode (unused by the
-    per-step modes); ``best_expert_cost`` is the lowest mean expert episode cost so far
-    (+inf before the first iteration).
+    ``guidance_weight`` is λ for the next iteration in ``progress`` and ``gap`` modes
+    (unused by the per-step modes); ``best_expert_cost`` is the lowest mean expert episode
+    cost so far (+inf before the first iteration); ``untrained_policy_cost`` the mean
+    episode cost of the untrained policy acting alone (``gap`` mode measures it in the first
+    iteration; NaN before that and in the other modes).
     """
 
     policy: policy.PolicyState
@@ -198,6 +210,7 @@ class TrainState:
     iteration: jax.Array
     guidance_weight: jax.Array
     best_expert_cost: jax.Array
+    untrained_policy_cost: jax.Array
 
 
 def _check_backend(task: str, backend: str) -> None:
@@ -271,13 +284,14 @@ def init_train_state(config: TrainConfig, task: Task) -> TrainState:
         iteration=jnp.zeros((), jnp.int32),
         guidance_weight=jnp.zeros((), jnp.float32),
         best_expert_cost=jnp.full((), jnp.inf, jnp.float32),
+        untrained_policy_cost=jnp.full((), jnp.nan, jnp.float32),
     )
 
 
 def _initial_weight(config: GuidanceConfig, stored: jax.Array, on: jax.Array) -> jax.Array:
-    """λ at the start of an episode: the stored per-iteration λ (``progress``), λ0
+    """λ at the start of an episode: the stored per-iteration λ (``progress``, ``gap``), λ0
     (``fixed``) or 0 (per-step adaptive modes start unguided); 0 during warm-up."""
-    if config.mode == "progress":
+    if config.per_iteration:
         lam = jnp.asarray(stored, jnp.float32)
     elif config.mode == "fixed":
         lam = jnp.float32(config.weight)
@@ -425,7 +439,7 @@ def make_evaluate(
 ) -> Callable[..., dict[str, jax.Array]]:
     """Jitted ``evaluate(policy_state, key, guidance_weight=0.0) -> metrics``: the guided
     expert and the policy alone, each over ``num_episodes`` (default ``config.num_envs``)
-    fresh episodes. ``guidance_weight`` is λ in ``progress`` mode (a run's
+    fresh episodes. ``guidance_weight`` is λ in ``progress``/``gap`` mode (a run's
     ``TrainState.guidance_weight``); the other modes set λ as in training."""
     task = build_task(config) if task is None else task
     n = config.num_envs if num_episodes is None else num_episodes
@@ -485,6 +499,16 @@ def make_train_step(
         on = it >= gcfg.warmup_iterations
         lam0 = _initial_weight(gcfg, state.guidance_weight, on)
         best = state.best_expert_cost
+        untrained = state.untrained_policy_cost
+        if gcfg.mode == "gap":  # C_0: the policy acting alone before its first update
+            # its own key (folded in), so the other modes' keys, and results, stay as they were
+            k_ref = jax.random.split(jax.random.fold_in(state.key, 0x6761), E)
+
+            def measure(_):
+                c, _ = run_policy_episodes(pol, k_ref)
+                return -jnp.mean(_episode_returns(c))
+
+            untrained = jax.lax.cond(jnp.isnan(untrained), measure, lambda _: untrained, None)
         new_obs = []
         sims = jnp.float32(0.0)
         lam_all = []
@@ -531,7 +555,12 @@ def make_train_step(
         lam_cat = jnp.concatenate([x.reshape(-1) for x in lam_all])
         policy_return = jnp.mean(_episode_returns(costs))
         if gcfg.per_iteration:
-            next_lam = adaptive_weight(gcfg, best_task_cost=best, policy_task_cost=-policy_return)
+            next_lam = adaptive_weight(
+                gcfg,
+                best_task_cost=best,
+                policy_task_cost=-policy_return,
+                untrained_task_cost=untrained,
+            )
             next_lam = jnp.where(jnp.isfinite(best), next_lam, 0.0)
         else:
             next_lam = state.guidance_weight
@@ -547,6 +576,8 @@ def make_train_step(
         )
         if config.expert_data:
             metrics["best_expert_return"] = -best
+        if gcfg.mode == "gap":
+            metrics["untrained_policy_return"] = -untrained
         if not task.has_success:
             metrics.pop("expert_success", None)
             metrics.pop("policy_success")
@@ -557,6 +588,7 @@ def make_train_step(
             iteration=it + 1,
             guidance_weight=next_lam,
             best_expert_cost=best,
+            untrained_policy_cost=untrained,
         )
         return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 

@@ -158,3 +158,126 @@ def test_bad_brax_argument_raises_config_error():
     pytest.importorskip("brax", reason="brax is not installed")
     with pytest.raises(ConfigError, match="brax:inverted_pendulum"):
         make("brax:inverted_pendulum", no_such_argument=1)
+
+
+# ----------------------------------------------------------------- command line
+def test_cli_plans_a_brax_task(tmp_path, capsys):
+    """``apexjax plan`` on an adapter task: two control steps of a tiny planner (one MJX
+    compile of Brax's inverted pendulum, the cheapest adapter env)."""
+    pytest.importorskip("brax", reason="brax is not installed")
+    import json
+
+    from apexjax import cli
+
+    out = tmp_path / "plan.json"
+    argv = ["plan", "--task", "brax:inverted_pendulum", "--episodes", "1", "--steps", "2"]
+    argv += ["--chunk", "2", "--out", str(out)]
+    for item in ("population=8", "elites=2", "horizon=2", "iterations=1"):
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["task"] == "brax:inverted_pendulum" and len(result["returns"]) == 1
+    assert "mjx physics" in capsys.readouterr().err
+
+
+def test_cli_adapter_tasks_take_no_task_overrides(capsys):
+    from apexjax import cli
+
+    assert cli.main(["plan", "--task", "brax:inverted_pendulum", "--task-set", "x=1"]) == 2
+    err = capsys.readouterr().err
+    assert "--task-set" in err and "brax:inverted_pendulum" in err and "no task overrides" in err
+    argv = ["train", "--task", "playground:CartpoleSwingup", "--set", "task_options=x=1"]
+    assert cli.main(argv) == 2
+    assert "task_options" in capsys.readouterr().err
+
+
+class _StopError(Exception):
+    pass
+
+
+def test_cli_trains_a_brax_task_up_to_the_compile(tmp_path, monkeypatch, capsys):
+    """``apexjax train`` accepts an adapter task and hands ``train`` a config whose task
+    builds (the training itself is the library's, tested elsewhere; an MJX training step
+    takes minutes to compile on a CPU)."""
+    pytest.importorskip("brax", reason="brax is not installed")
+    import apexjax.train
+    from apexjax import cli
+    from apexjax.loop import build_task
+
+    seen = {}
+
+    def train(config, run_dir, **kw):
+        seen["task"] = build_task(config)
+        raise _StopError
+
+    monkeypatch.setattr(apexjax.train, "train", train)
+    argv = ["train", "--task", "brax:inverted_pendulum", "--run-dir", str(tmp_path / "r")]
+    with pytest.raises(_StopError):
+        cli.main([*argv, "--set", "episode_length=7"])
+    assert seen["task"].name == "brax:inverted_pendulum"
+    assert seen["task"].episode_length == 7
+    assert "(mjx physics)" in capsys.readouterr().err
+
+
+def test_cli_bench_on_an_adapter_skips_the_planner_section(tmp_path, monkeypatch, capsys):
+    import json
+
+    import apexjax.bench.compile
+    import apexjax.bench.policy
+    from apexjax import cli
+    from apexjax.bench import Section
+
+    ran = []
+
+    def section(name):
+        def run(task, **kw):
+            ran.append((name, task))
+            return Section(title=name, figures=[])
+
+        return run
+
+    monkeypatch.setattr(apexjax.bench.policy, "run", section("policy"))
+    monkeypatch.setattr(apexjax.bench.compile, "run", section("compile"))
+    task = "brax:inverted_pendulum"
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--task", task, "--quick", "--out", str(out)]) == 0
+    assert ran == [("policy", task), ("compile", task)]
+    assert "no planner section" in capsys.readouterr().err
+    assert [s["title"] for s in json.loads(out.read_text())["sections"]] == ["policy", "compile"]
+    # asked for by name, the planner section is one clear error before anything runs
+    assert cli.main(["bench", "--task", task, "--sections", "planner"]) == 2
+    assert "NumPy twins" in capsys.readouterr().err
+
+
+def test_missing_menagerie_is_one_clear_error(tmp_path, monkeypatch):
+    """A Playground env that needs MuJoCo Menagerie, where Playground's ``git clone``
+    fails (no network here) or git is missing: a ConfigError that says where the checkout
+    goes, not a CalledProcessError."""
+    pytest.importorskip(
+        "mujoco_playground", reason="the playground extra (mujoco_playground) is not installed"
+    )
+    import subprocess
+
+    from etils import epath
+    from mujoco_playground._src import mjx_env
+
+    from apexjax.envs.adapters import MenagerieNotFoundError
+
+    where = tmp_path / "external_deps" / "mujoco_menagerie"
+    monkeypatch.setattr(mjx_env, "EXTERNAL_DEPS_PATH", epath.Path(where.parent))
+    monkeypatch.setattr(mjx_env, "MENAGERIE_PATH", epath.Path(where))
+
+    def failed_clone(url, path, commit):
+        raise subprocess.CalledProcessError(128, ["git", "clone"])
+
+    def no_git(url, path, commit):
+        raise FileNotFoundError(2, "No such file or directory", "git")
+
+    for clone, reason in ((failed_clone, "git clone exited with status 128"), (no_git, "git")):
+        monkeypatch.setattr(mjx_env, "_clone_with_progress", clone)
+        with pytest.raises(MenagerieNotFoundError) as info:
+            make("playground:Go1JoystickFlatTerrain")
+        text = str(info.value)
+        assert isinstance(info.value, ConfigError)
+        assert "MuJoCo Menagerie" in text and str(where) in text and reason in text
+        assert mjx_env.MENAGERIE_COMMIT_SHA in text and "git clone https://" in text

@@ -92,3 +92,17 @@ def test_damaged_files_raise_clear_errors(trained, tmp_path):
     with pytest.raises(FileNotFoundError):
         export.load_numpy_policy(tmp_path / "nope.npz")
     assert zipfile.is_zipfile(good)
+
+
+def test_the_file_gets_the_usual_mode(trained, tmp_path):
+    """Like any new file (0o666 & ~umask), not tempfile's private 0o600."""
+    import os
+
+    cfg, state = trained
+    old = os.umask(0o022)
+    try:
+        path = export.export_policy(tmp_path / "p.npz", state, cfg)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]  # no temporary left behind

@@ -106,6 +106,27 @@ def test_progress_uses_the_same_ratio_on_episode_costs():
     assert GuidanceConfig().mode == "progress"  # the default
 
 
+def test_gap_is_the_fraction_of_the_gap_closed_and_ignores_the_cost_offset():
+    # C_0 = the untrained policy's episode cost, C* = the best expert's, C_pi = the policy's
+    cfg = GuidanceConfig("gap", 0.5, eps=1e-6)
+
+    def lam(pol, best=20.0, ref=100.0):
+        return float(
+            adaptive_weight(cfg, best_task_cost=best, policy_task_cost=pol, untrained_task_cost=ref)
+        )
+
+    assert [lam(c) for c in (120.0, 100.0, 60.0, 20.0, 10.0)] == pytest.approx(
+        [0.0, 0.0, 0.25, 0.5, 0.5], abs=1e-5
+    )
+    # the same episodes with 1000 added to every cost: the same λ (progress would change)
+    assert lam(1060.0, 1020.0, 1100.0) == pytest.approx(lam(60.0), abs=1e-5)
+    assert lam(jnp.nan) == 0.0
+    assert lam(150.0, best=100.0, ref=100.0) == 0.0  # no gap to close: never negative
+    assert cfg.per_iteration
+    with pytest.raises(ValueError, match="untrained_task_cost"):
+        adaptive_weight(cfg, best_task_cost=1.0, policy_task_cost=1.0)
+
+
 def test_normalized_keeps_guidance_a_fixed_fraction_of_task_cost():
     cfg = GuidanceConfig("normalized", 0.1, eps=1e-9, max_weight=1e6)
     for cost, dist in [(100.0, 4.0), (-3.0, 0.5)]:

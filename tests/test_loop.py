@@ -203,3 +203,24 @@ def test_guidance_warmup_keeps_lambda_zero():
     _, m2 = step(s1)
     assert float(m1["lambda_mean"]) == 0.0
     assert float(m2["lambda_mean"]) == pytest.approx(0.5)
+
+
+def test_gap_measures_the_untrained_policy_once_and_sets_lambda_from_it():
+    cfg = dataclasses.replace(
+        PM, guidance=GuidanceConfig("gap", 0.1), episode_length=8, sgd_steps=20
+    )
+    task = build_task(cfg)
+    step = make_train_step(cfg, task)
+    s0 = init_train_state(cfg, task)
+    assert np.isnan(float(s0.untrained_policy_cost))
+    s1, m1 = step(s0)
+    c0 = float(s1.untrained_policy_cost)
+    assert np.isfinite(c0) and float(m1["untrained_policy_return"]) == pytest.approx(-c0)
+    assert float(m1["lambda_mean"]) == 0.0  # the first iteration is unguided
+    expected = 0.1 * np.clip(
+        (c0 + float(m1["policy_return"])) / max(c0 + float(m1["best_expert_return"]), 1e-3), 0, 1
+    )
+    assert float(m1["next_lambda"]) == pytest.approx(expected, abs=1e-5)
+    s2, m2 = step(s1)
+    assert float(s2.untrained_policy_cost) == c0  # measured once
+    assert float(m2["lambda_mean"]) == pytest.approx(float(m1["next_lambda"]))

@@ -61,3 +61,16 @@ def test_backend_is_a_train_config_field_checked_before_anything_builds():
         TrainConfig(task="point_mass", backend="native")
     with pytest.raises(ConfigError, match=r"set backend with TrainConfig\.backend"):
         TrainConfig(task_options=("backend=mjx",))
+
+
+def test_plan_task_overrides_check_the_task_config_and_refuse_them_for_adapters():
+    from apexjax.commands.plan import task_overrides
+
+    assert task_overrides("point_mass", ["mass=2.5"])["mass"] == 2.5
+    assert task_overrides("brax:ant", []) == {}  # an adapter builds with its own defaults
+    with pytest.raises(ConfigError, match=r"--task-set: task 'brax:ant'.*no task overrides"):
+        task_overrides("brax:ant", ["episode_length=5"])
+    with pytest.raises(ConfigError, match=r"PointMassConfig\.mass"):
+        task_overrides("point_mass", ["mass=heavy"])
+    with pytest.raises(ConfigError, match="unknown task 'nope'"):
+        task_overrides("nope", [])

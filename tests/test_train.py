@@ -89,8 +89,9 @@ def test_cli_train_then_eval(tmp_path, capsys):
         args += ["--set", item]
     assert main(args) == 0
     assert load_checkpoint(run_dir)[0] == dataclasses.replace(CFG, iterations=1)
-    assert "| policy alone return |" in capsys.readouterr().err  # the summary table
-    assert "| policy alone return |" in (run_dir / "summary.md").read_text()
+    row = "| policy alone return (n=2 episodes) |"  # the summary table, with its episodes
+    assert row in capsys.readouterr().err
+    assert row in (run_dir / "summary.md").read_text()
     png = run_dir / "learning_curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((run_dir / "summary.json").read_text())["plot"] == png.name

@@ -2,13 +2,21 @@
 
 The run's checkpoint restores onto any device count that divides the run's ``num_envs``
 and the episodes (``--devices``; default: the count the run was saved with).
+``--checkpoint`` picks which one: ``last`` (default; an unreadable newest one is skipped
+with a warning), ``best`` (the highest policy-alone return in the run's metrics) or an
+iteration number. The result goes to ``RUN_DIR/eval.json`` (re-written by every eval of the
+run) or ``--out FILE``, which must not exist unless ``--force`` (as ``apexjax export``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
+import sys
+
+from apexjax.commands.train import COMPILE_NOTE, Progress
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -23,7 +31,21 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         help="split the episodes over N local devices (default: the run's own count; on CPU "
         "the command creates the host devices itself)",
     )
-    p.add_argument("--out", type=pathlib.Path, default=None, help="default: RUN_DIR/eval.json")
+    p.add_argument(
+        "--checkpoint",
+        default="last",
+        metavar="last|best|N",
+        help="which checkpoint to evaluate: last (default; the newest that reads back), best "
+        "(highest policy-alone return in the run's metrics.jsonl) or iteration N",
+    )
+    p.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help="default: RUN_DIR/eval.json (re-written by each eval of the run); an existing "
+        "--out file needs --force",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
     if args.devices is not None and args.devices < 1:
         raise ConfigError(f"--devices: must be >= 1, got {args.devices}")
+    from apexjax.train import check_run_dir_path
+
+    check_run_dir_path(args.run_dir)
+    checkpoint = checkpoint_arg(args.checkpoint)
+    path = args.out or args.run_dir / "eval.json"
+    if args.out is not None:  # as export: an explicit file is never replaced silently
+        if args.out.is_dir():
+            raise ConfigError(f"--out: {args.out} is a directory; give a file name")
+        if args.out.exists() and not args.force:
+            raise ConfigError(f"--out: {args.out} exists; pass --force to replace it")
     devices = args.devices if args.devices is not None else saved_num_devices(args.run_dir) or 1
     if args.episodes % devices:
         raise ConfigError(
@@ -43,20 +75,35 @@ def run(args: argparse.Namespace) -> int:
     request_host_devices(devices)  # before JAX starts its backends
     import jax
 
+    from apexjax.cli import import_run_modules
     from apexjax.loop import build_task, make_evaluate, metrics_to_python
     from apexjax.train import load_checkpoint
 
-    config, state = load_checkpoint(args.run_dir, devices)
+    import_run_modules(args.run_dir)  # the modules that register the run's task
+    config, state = load_checkpoint(args.run_dir, devices, checkpoint=checkpoint)
     task = build_task(config)
-    metrics = make_evaluate(config, task, args.episodes)(
-        state.policy, jax.random.PRNGKey(args.seed), state.guidance_weight
-    )
-    m = metrics_to_python(metrics)
+    bar = Progress(2, unit="stage")
+    try:
+        with bar.logging_to_bar():
+            bar.stage("compiling the evaluation", COMPILE_NOTE)
+            evaluate = make_evaluate(config, task, args.episodes)
+            inputs = (state.policy, jax.random.PRNGKey(args.seed), state.guidance_weight)
+            compiled = evaluate.lower(*inputs).compile()
+            bar.advance()
+            bar.stage(
+                f"evaluating checkpoint {int(state.iteration)}: {args.episodes} episodes of the "
+                "policy alone and of the expert"
+            )
+            m = metrics_to_python(compiled(*inputs))
+            bar.advance()
+    finally:
+        bar.close()
     out = {
         "run_dir": str(args.run_dir),
         "task": config.task,
         "backend": getattr(task, "backend", None),
         "episodes": args.episodes,
+        "checkpoint": checkpoint,
         "devices": devices,
         "iteration": int(state.iteration),
         "policy_return": m["policy_return"],
@@ -64,7 +111,46 @@ def run(args: argparse.Namespace) -> int:
         "policy_success": m.get("policy_success"),
         "expert_success": m.get("expert_success"),
     }
-    path = args.out or args.run_dir / "eval.json"
-    path.write_text(json.dumps(out, indent=2))
+    _write(path, json.dumps(out, indent=2))
+    print(_summary_line(out), file=sys.stderr, flush=True)
     print(json.dumps(out, indent=2))
     return 0
+
+
+def checkpoint_arg(text: str) -> str | int:
+    """``--checkpoint``: ``last``, ``best`` or an iteration number >= 1."""
+    from apexjax.configs import ConfigError
+
+    value = text.strip().lower()
+    if value in ("last", "best"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ConfigError(f"--checkpoint: expected last, best or an iteration number, got {text!r}")
+
+
+def _summary_line(out: dict) -> str:
+    """What the JSON says, for a reader: returns and successes with their episode count."""
+    n = out["episodes"]
+    parts = []
+    for who, key in (("policy alone", "policy"), ("expert", "expert")):
+        text = f"{who}: return {out[f'{key}_return']:.4g}"
+        success = out.get(f"{key}_success")
+        if success is not None:
+            text += f", success {round(success * n)}/{n} episodes"
+        else:
+            text += f" (mean of {n} episodes)"
+        parts.append(text)
+    return f"checkpoint {out['iteration']} ({out['checkpoint']}): " + "; ".join(parts)
+
+
+def _write(path: pathlib.Path, text: str) -> None:
+    """Writes ``path`` atomically (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -6,6 +6,7 @@ import argparse
 import json
 import pathlib
 import sys
+from typing import Any
 
 from apexjax.configs import ConfigError, parse_overrides, to_dict
 
@@ -52,9 +53,47 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--chunk", type=int, default=10, help="control steps between progress lines")
     p.add_argument("--out", type=pathlib.Path, default=None, help="write results as JSON")
+    p.add_argument(
+        "--video",
+        type=pathlib.Path,
+        default=None,
+        metavar="PATH",
+        help="render episode 0 to PATH (.mp4 or .gif; see apexjax render)",
+    )
+
+
+def task_overrides(task: str, items: list[str]) -> dict[str, Any]:
+    """``--task-set`` items as the overrides of ``task`` for ``apexjax.envs.make``.
+
+    A shipped or registered task checks them against its config class. A Brax/Playground
+    adapter has none (its overrides are Python values: cost and success functions, the
+    env's own arguments), so it takes no ``--task-set`` items.
+
+    Raises:
+      ConfigError: an unknown task, a bad item, or any item for an adapter.
+    """
+    from apexjax import envs  # imported here: keeps `apexjax --help` fast
+
+    envs.check_task(task)
+    if envs.is_adapter(task):
+        if items:
+            raise ConfigError(
+                f"--task-set: task {task!r} wraps another library's env and takes no task "
+                f"overrides on the command line (got {list(items)}); from Python, "
+                f"apexjax.envs.make({task!r}, ...) takes the adapter's keywords and the env's "
+                "own arguments"
+            )
+        return {}
+    return to_dict(parse_overrides(envs.config_class(task), items))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        if args.video.suffix.lower() not in (".mp4", ".gif"):
+            raise ConfigError(f"--video: {str(args.video)!r} must end in .mp4 or .gif")
+        from apexjax.commands.render import prepare_gl
+
+        prepare_gl()  # MUJOCO_GL before mujoco is imported
     from apexjax import envs  # imported here: keeps `apexjax --help` fast
     from apexjax.planning import icem
 
@@ -75,13 +114,17 @@ def run(args: argparse.Namespace) -> int:
         if args.cem:
             base = presets.cem_at_equal_budget(base)
     config = parse_overrides(icem.ICEMConfig, args.set, base=base)
-    task_overrides = parse_overrides(envs.config_class(args.task), args.task_set)
-    task = envs.make(args.task, **to_dict(task_overrides))
+    task = envs.make(args.task, **task_overrides(args.task, args.task_set))
 
     import jax
     import numpy as np
 
     from apexjax.planning.mpc import run_mpc
+
+    if args.video is not None:
+        from apexjax.render import check_gl
+
+        check_gl(task)  # a missing GL library fails now, not after the episodes
 
     steps = args.steps or preset_steps or task.episode_length
     print(
@@ -138,4 +181,10 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1))
         print(f"wrote {args.out}")
+    if args.video is not None:
+        from apexjax.commands.render import write_mpc_video
+
+        key = jax.random.key(args.seed)
+        path = write_mpc_video(task, key, args.episodes, r["actions"][0], r["costs"][0], args.video)
+        print(f"wrote {path}")
     return 0

@@ -15,17 +15,25 @@ Devices and processes:
   ``--devices``: all local devices of every process, unless ``--set num_devices`` says);
   process 0 prints progress and writes the run directory, which every process must see
   (shared filesystem) for the collective checkpoints.
+
+Resuming (``--resume``) continues the run's saved config up to its saved target; only
+``--set iterations=N`` changes the target (other ``--set`` items and ``--preset`` are
+refused). Progress goes to stderr: a tqdm bar on a terminal, one line per stage and
+iteration otherwise (CI logs); the result JSON goes to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import pathlib
 import sys
+import threading
+from typing import Any, TextIO
 
 from apexjax.configs import (
     ConfigError,
@@ -38,7 +46,12 @@ from apexjax.configs import (
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="cartpole_swingup", help="task name (see apexjax.envs)")
     p.add_argument("--run-dir", type=pathlib.Path, default=None, help="default: runs/train-TASK")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its newest intact checkpoint, up to its saved "
+        "target (--set iterations=N: to N instead; other --set items are refused)",
+    )
     p.add_argument(
         "--preset",
         default=None,
@@ -186,25 +199,160 @@ def preset_metadata(task: str, preset: str, items: list[str], config) -> dict:
     }
 
 
+COMPILE_NOTE = (
+    "XLA may print 'Very slow compile?' or 'rendezvous ... may be stuck' notices while it "
+    "compiles; they are not errors"
+)
+
+
+class Progress:
+    """Progress of a long command on ``stream`` (default stderr), for the command line.
+
+    On a terminal: one tqdm bar over ``total`` steps, the current stage as its
+    description, facts such as episodes so far after it, and the elapsed time ticking
+    while a step runs. Elsewhere (a CI log, a file): no bar and no carriage returns, one
+    plain line per stage. Result lines go through :meth:`write`, which keeps the bar
+    whole. ``tty`` overrides the terminal check.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        unit: str = "it",
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        if tty is None:
+            try:  # a terminal, and one with a width (a bare pty reports 0 columns)
+                tty = self.stream.isatty() and os.get_terminal_size(self.stream.fileno())[0] > 0
+            except (AttributeError, ValueError, OSError):
+                tty = False
+        self.tty = bool(tty)
+        self._bar: Any = None
+        self._started = False
+        self._stop = threading.Event()
+        if self.tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total, unit=unit, file=self.stream, dynamic_ncols=True, leave=True
+            )
+            # tqdm redraws only when told to; tick the elapsed time during a long step
+            threading.Thread(target=self._tick, name="apexjax-progress", daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            bar = self._bar
+            if bar is not None:
+                bar.refresh()
+
+    def stage(self, text: str, note: str = "") -> None:
+        """The stage that starts now: the bar's description (``note`` on a line above it),
+        or one line (``text (note)``)."""
+        if self._bar is not None:
+            if note:
+                self._bar.write(f"{text}: {note}", file=self.stream)
+            self._bar.set_description_str(text)
+        else:
+            print(f"{text} ({note})" if note else text, file=self.stream, flush=True)
+
+    def at(self, done: int) -> None:
+        """Sets the steps done so far (a resumed run starts part of the way). The first
+        call also restarts the clock, so the rate and time left leave out the compile."""
+        bar = self._bar
+        if bar is None:
+            return
+        if not self._started:
+            self._started = True
+            bar.reset(total=bar.total)
+            bar.initial = done
+        if bar.n != done:
+            bar.n = done
+            bar.refresh()
+
+    def advance(self, n: int = 1, postfix: str = "") -> None:
+        """``n`` more steps done; ``postfix`` shown after the bar."""
+        if self._bar is not None:
+            if postfix:
+                self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.update(n)
+
+    def write(self, line: str) -> None:
+        """A result line, above the bar."""
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def logging_to_bar(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which log lines go out above the bar instead of through it."""
+        if self._bar is None:
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        return logging_redirect_tqdm(loggers=[logging.getLogger()])
+
+    def close(self) -> None:
+        """Ends the bar (idempotent)."""
+        self._stop.set()
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.close()
+
+
+def _key(item: str) -> str:
+    return item.split("=", 1)[0].strip()
+
+
+def _saved_config(run_dir: pathlib.Path):
+    """The config saved in ``run_dir`` (``None`` where it is not readable; resuming then
+    fails with the reason)."""
+    from apexjax.train import config_from_dict
+
+    try:
+        return config_from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     dist = distributed_config(args)  # bad flags: one clear error before anything starts
     if args.hang_timeout < 0:
         raise ConfigError(f"--hang-timeout: must be >= 0 seconds, got {args.hang_timeout}")
     if args.devices is not None and args.devices < 1:
         raise ConfigError(f"--devices: must be >= 1, got {args.devices}")
-    from apexjax import envs
+    from apexjax import cli, envs
 
-    envs.config_class(args.task)  # unknown task: one clear error before anything else
+    if args.resume:  # the run's own task modules, before any task is looked up
+        cli.import_run_modules(args.run_dir or pathlib.Path("runs") / f"train-{args.task}")
+    envs.check_task(args.task)  # unknown task: one clear error before anything else
     if args.preset is not None and args.resume:
         raise ConfigError(
             "--preset: a resumed run keeps its saved config; drop --preset (train longer "
             "with --set iterations=N)"
         )
+    if args.resume:
+        others = [item for item in args.set if _key(item) != "iterations"]
+        if others:
+            raise ConfigError(
+                f"--set {others[0]}: a resumed run keeps its saved config; with --resume "
+                "only --set iterations=N applies"
+            )
     config = build_config(args.task, list(args.set), preset=args.preset)
+    # resuming: an explicit --set iterations=N is the new target; without it, the saved one
+    iterations = None
+    if any(_key(item) == "iterations" for item in args.set):
+        iterations = config.iterations
     meta = None
     if args.preset is not None:
         meta = preset_metadata(args.task, args.preset, list(args.set), config)
+    meta = cli.with_task_modules(meta, args.task)  # what eval/export/--resume must import
     run_dir = args.run_dir or pathlib.Path("runs") / f"train-{args.task}"
+    from apexjax.train import check_run_dir_path
+
+    check_run_dir_path(run_dir)  # a file, or under one: one clear error before JAX starts
 
     # Host devices must be asked for before JAX starts its backends.
     if args.devices is not None:
@@ -233,46 +381,82 @@ def run(args: argparse.Namespace) -> int:
 
     from apexjax.train import train
 
-    total = config.iterations
+    run_config = config
     if args.resume:
-        total = max(total, _saved(run_dir, "iterations", 1) or 1)
+        run_config = _saved_config(run_dir) or config
+    total = iterations if args.resume and iterations is not None else run_config.iterations
+    # episodes run per iteration: expert, DAgger (each where on), the policy-alone evaluation
+    E = run_config.num_envs
+    per_iteration = E * (int(run_config.expert_data) + int(run_config.dagger) + 1)
+    bar: Progress | None = None  # created once the header line is out
+    done = {"episodes": 0, "steps": 0.0}
 
     def progress(it: int, row: dict[str, float]) -> None:
+        done["episodes"] += per_iteration
+        done["steps"] += row.get("simulated_steps", 0.0)
+        so_far = f"{done['episodes']} episodes, {done['steps']:.3g} simulated steps this session"
         keys = ("expert_return", "policy_return", "expert_success", "policy_success")
         shown = "  ".join(f"{k} {row[k]:.2f}" for k in keys if k in row)
-        print(
-            f"iter {it}/{total}  {shown}  lambda {row['lambda_mean']:.3f}  "
-            f"loss {row['loss']:.4f}  {row['seconds']:.1f} s",
-            file=sys.stderr,
-            flush=True,
+        line = (
+            f"iter {it}/{total}  {shown} (n={E} episode{'s each' if E > 1 else ''})  "
+            f"lambda {row['lambda_mean']:.3f}  loss {row['loss']:.4f}  {row['seconds']:.1f} s"
         )
+        if bar is not None:
+            bar.write(line if bar.tty else f"{line}  ({so_far})")
+            bar.advance(postfix=so_far)
+
+    def on_stage(name: str) -> None:
+        watchdog.progress(name)
+        if bar is None:
+            return
+        if name.startswith("compiling"):
+            bar.stage(name, COMPILE_NOTE)
+        elif name.startswith("iteration "):
+            it = int(name.split()[1])
+            bar.at(it - 1)
+            bar.stage(f"iteration {it}/{total}" + ("" if bar.tty else " ..."))
+        elif name.startswith("saving checkpoint"):
+            bar.stage(name + ("" if bar.tty else " ..."))
+        elif name == "done":
+            bar.close()
 
     if primary:
         from apexjax.loop import physics_backend
 
         where = f" over {processes} processes" if processes > 1 else ""
-        what = f"resume {run_dir}" if args.resume else f"train {config.task} -> {run_dir}"
-        what += f" ({physics_backend(config)} physics)"
+        what = (
+            f"resume {run_dir} to iteration {total}"
+            if args.resume
+            else f"train {config.task} -> {run_dir}"
+        )
+        what += f" ({physics_backend(run_config)} physics)"
         if args.preset is not None:
             red = (meta or {}).get("reduction_vs_paper")
             what += f", preset {args.preset}" + (
                 f" ({red['per_run']:.3g}× fewer simulated steps than paper)" if red else ""
             )
-        print(f"{what}{where} (compiling...)", file=sys.stderr, flush=True)
+        print(f"{what}{where}", file=sys.stderr, flush=True)
+        bar = Progress(total, unit="iteration")
     from apexjax.train import summary_table
     from apexjax.watchdog import Watchdog
 
     hint = "Raise --hang-timeout if a compile legitimately takes longer. "
-    with Watchdog(args.hang_timeout, hint=hint) as watchdog:
-        summary = train(
-            config,
-            run_dir,
-            resume=args.resume,
-            num_devices=num_devices,
-            callback=progress,
-            on_stage=watchdog.progress,
-            metadata=meta,
-        )
+    logs = bar.logging_to_bar() if bar is not None else contextlib.nullcontext()
+    try:
+        with logs, Watchdog(args.hang_timeout, hint=hint) as watchdog:
+            summary = train(
+                None if args.resume else config,
+                run_dir,
+                resume=args.resume,
+                iterations=iterations if args.resume else None,
+                num_devices=num_devices,
+                callback=progress,
+                on_stage=on_stage,
+                metadata=meta,
+            )
+    finally:
+        if bar is not None:
+            bar.close()
     if primary:
         print(summary_table(summary), file=sys.stderr, flush=True)
         print(json.dumps(summary["final"], indent=2))
