@@ -1,5 +1,5 @@
-"""``apexjax`` command line: ``plan``, ``train``, ``eval``, ``export``, ``bench``,
-``presets`` (see ``apexjax COMMAND --help``).
+"""``apexjax`` command line: ``plan``, ``train``, ``eval``, ``compare``, ``export``,
+``bench``, ``presets`` (see ``apexjax COMMAND --help``).
 
 Every subcommand validates its arguments and config overrides before compiling anything;
 a bad value exits with status 2 and one message naming the field and what is allowed.
@@ -32,6 +32,7 @@ _COMMANDS = {
     "plan": "Run the iCEM planner closed-loop (MPC) on a task.",
     "train": "Train an APEX policy.",
     "eval": "Evaluate a trained run: policy alone vs expert.",
+    "compare": "A run's planner alone, policy alone and policy with a small planner: a table.",
     "export": "Export a trained run's policy to a NumPy-only .npz file.",
     "render": "Videos of a trained run: the policy alone and the expert, MP4/GIF and a filmstrip.",
     "bench": "Benchmarks against the alternatives, side by side: JSON and a Markdown table.",
