@@ -16,11 +16,12 @@ import math
 import numbers
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 __all__ = [
     "ConfigError",
+    "apply_overrides",
     "build_checked",
     "check_bool",
     "check_choice",
@@ -302,3 +303,70 @@ def to_dict(config: Any) -> dict[str, Any]:
             v = v.tolist()
         out[f.name] = v
     return out
+
+
+def _split_items(owner: str, items: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"{owner}: override {item!r} must look like field=value")
+        key, text = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = text
+    return out
+
+
+def apply_overrides(config: T, overrides: Mapping[str, Any] | Iterable[str]) -> T:
+    """``config`` (a frozen dataclass whose dataclass-valued fields are groups, such as
+    :class:`~apexjax.loop.TrainConfig`'s ``planner``) with ``overrides`` applied in one
+    validated build: the one override parser of the library, the command line's ``--set``
+    and the presets.
+
+    ``overrides`` is either a mapping of typed values by dotted key
+    (``{"planner.population": 40}``) or ``"key=value"`` strings
+    (``["planner.population=40"]``), read against the field's type (bool as
+    1/true/yes/on or 0/false/no/off, tuples as JSON lists or comma-separated). Later keys
+    win. Sub-configs are replaced first, then the whole config is built once, so checks
+    across groups see every override at once.
+
+    Raises:
+      ConfigError: a malformed item, an unknown group or field (the message lists the
+        allowed ones), or a value the config rejects.
+    """
+    owner = type(config).__name__
+    text = not isinstance(overrides, Mapping)
+    items: Mapping[str, Any] = _split_items(owner, overrides) if text else overrides  # type: ignore[arg-type]
+    groups = {
+        f.name
+        for f in dataclasses.fields(config)
+        if dataclasses.is_dataclass(getattr(config, f.name))
+    }
+    top: dict[str, Any] = {}
+    sub: dict[str, dict[str, Any]] = {}
+    for key, v in items.items():
+        target, field, where = config, key, top
+        if "." in key:
+            group, field = key.split(".", 1)
+            if group not in groups:
+                raise ConfigError(
+                    f"{owner}: unknown group {group!r} in {key!r}; allowed: {sorted(groups)}"
+                )
+            target, where = getattr(config, group), sub.setdefault(group, {})
+        types_ = _field_types(type(target))
+        if field not in types_:
+            raise ConfigError(
+                f"{type(target).__name__}: unknown field {field!r}; allowed: "
+                f"{', '.join(sorted(types_))}"
+            )
+        where[field] = _coerce(type(target).__name__, field, types_[field], v) if text else v
+    for group, part in sub.items():
+        top[group] = _replace_as_config_error(getattr(config, group), part)
+    return _replace_as_config_error(config, top)
+
+
+def _replace_as_config_error(config: T, changes: dict[str, Any]) -> T:
+    try:
+        return replace_checked(config, **changes)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{type(config).__name__}: {e}") from None

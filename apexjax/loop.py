@@ -105,7 +105,13 @@ class TrainConfig:
         (expert + DAgger, and evaluation) must divide evenly.
         The policy, the dataset and SGD are replicated: the dataset is small next to the
         simulation, and replicated SGD needs no gradient exchange.
-      planner, policy, guidance: the sub-configs.
+      planner: the expert's iCEM settings. Left out (None), the task's own: the defaults
+        of :class:`~apexjax.planning.icem.ICEMConfig` with the task's colored-noise β
+        (:func:`apexjax.envs.planner_beta`), so ``TrainConfig(task=T)`` plans as
+        ``apexjax train --task T`` does. Its ``num_extra_candidates`` is derived from
+        ``policy_candidates`` (:attr:`expert_planner` is the planner the loop runs); give 0
+        or the same count.
+      policy, guidance: the sub-configs.
     """
 
     task: str = "cartpole_swingup"
@@ -123,7 +129,7 @@ class TrainConfig:
     sgd_steps: int = 300
     dataset_capacity: int = 100_000
     num_devices: int = 1
-    planner: icem.ICEMConfig = dataclasses.field(default_factory=icem.ICEMConfig)
+    planner: icem.ICEMConfig = None  # type: ignore[assignment]  # None: the task's (see above)
     policy: policy.PolicyConfig = dataclasses.field(default_factory=policy.PolicyConfig)
     guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
 
@@ -148,6 +154,10 @@ class TrainConfig:
         check_bool(f"{c}.dagger", self.dagger)
         check_choice(f"{c}.backend", self.backend, BACKENDS)
         check_choice(f"{c}.relabel", self.relabel, ("sequential", "batched"))
+        if self.planner is None:
+            from apexjax.envs import planner_beta  # the task's β; UnknownTaskError if unknown
+
+            object.__setattr__(self, "planner", icem.ICEMConfig(beta=planner_beta(self.task)))
         for name, cls in (
             ("planner", icem.ICEMConfig),
             ("policy", policy.PolicyConfig),
@@ -174,12 +184,11 @@ class TrainConfig:
                 f"TrainConfig.num_envs: {self.num_envs} episodes cannot be split evenly over "
                 f"num_devices={self.num_devices}; use a multiple of {self.num_devices}"
             )
-        if self.planner.num_extra_candidates != self.policy_candidates:
-            # The planner's extra-candidate count is a static shape; keep it in sync.
-            object.__setattr__(
-                self,
-                "planner",
-                dataclasses.replace(self.planner, num_extra_candidates=self.policy_candidates),
+        if self.planner.num_extra_candidates not in (0, self.policy_candidates):
+            raise ConfigError(
+                f"TrainConfig.planner.num_extra_candidates: {self.planner.num_extra_candidates} "
+                f"but policy_candidates={self.policy_candidates}; the expert's extra candidates "
+                "are the policy's, so leave it 0 (derived) or set policy_candidates instead"
             )
         if self.guidance.per_iteration and not self.expert_data:
             raise ConfigError(
@@ -191,6 +200,12 @@ class TrainConfig:
                 "TrainConfig.guidance.mode: 'relative' needs policy_candidates >= 1 (it compares "
                 "the policy's own candidate with the best one); use 'fixed', 'normalized' or 'off'"
             )
+
+    @property
+    def expert_planner(self) -> icem.ICEMConfig:
+        """The planner the expert runs: :attr:`planner` with one extra candidate slot per
+        policy candidate (a static shape, derived here rather than stored)."""
+        return dataclasses.replace(self.planner, num_extra_candidates=self.policy_candidates)
 
 
 @struct.dataclass
@@ -307,7 +322,7 @@ def _episode_returns(costs: jax.Array) -> jax.Array:
 
 def _episode_fns(config: TrainConfig, task: Task):
     """``(episode(pol, key, policy_acts), policy_episode(pol, key))`` for one env each."""
-    pcfg, gcfg, polcfg = config.planner, config.guidance, config.policy
+    pcfg, gcfg, polcfg = config.expert_planner, config.guidance, config.policy
     T, h = task.episode_length, pcfg.horizon
     M = config.policy_candidates
     low, high = jnp.asarray(task.action_low), jnp.asarray(task.action_high)

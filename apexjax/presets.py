@@ -2,15 +2,17 @@
 
 A preset is a dict of dotted :class:`~apexjax.loop.TrainConfig` overrides, the same keys
 ``apexjax train --set`` takes (``"planner.population": 40``, ``"iterations": 20``, ...).
-The command line applies a preset first and ``--set`` on top (:func:`apply_overrides`).
+The command line applies a preset first and ``--set`` on top (:func:`train_config`, through
+:func:`apexjax.configs.apply_overrides`, the one override parser).
 
-Presets (every task listed in :data:`PRESETS` has all three):
+Presets (every task of :data:`PRESET_TASKS` has all three):
 
 ``paper``
     The full budget, meant for a GPU. The iCEM values are the authors' low-budget
     configuration from the iCEM paper (REFERENCE.md): N = 40, I = 3, K = 10, h = 30,
     γ = 1.25, ξ = 0.3, α = 0.1, init_std = 0.5, keep/shift elites and the mean action on,
-    and the colored-noise β of the task (:data:`PAPER_BETA`); the task's own episode length.
+    and the task's own colored-noise β (:func:`apexjax.envs.planner_beta`, which
+    :class:`~apexjax.loop.TrainConfig` takes by default) and episode length.
     The APEX paper's outer-loop values are NOT known (its method section could not be
     obtained): outer iterations, episodes per iteration, SGD steps, network size and
     dataset capacity here are this project's documented choice, not the paper's. The
@@ -47,22 +49,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from apexjax.configs import ConfigError, replace_checked
+from apexjax.configs import ConfigError, apply_overrides
 
 if TYPE_CHECKING:
     from apexjax.loop import TrainConfig
     from apexjax.planning.icem import ICEMConfig
 
-_C = TypeVar("_C")
-
 __all__ = [
     "CPU_SLOW_TASKS",
-    "EPISODE_LENGTH",
-    "PAPER_BETA",
-    "PRESETS",
+    "PRESET_TASKS",
     "Budget",
     "apply_overrides",
     "budget",
@@ -75,31 +73,19 @@ __all__ = [
     "preset_overrides",
     "reduction",
     "sub_overrides",
+    "train_config",
 ]
 
-#: Colored-noise exponent β per task. REFERENCE.md (iCEM paper) for the paper's tasks and
-#: DM Control cartpole; pendulum and reacher as ``apexjax plan`` uses them.
-PAPER_BETA: dict[str, float] = {
-    "humanoid_standup": 2.0,
-    "door": 2.5,
-    "fetch_pick_and_place": 3.0,
-    "halfcheetah_running": 0.25,
-    "cartpole_swingup": 0.25,
-    "pendulum_swingup": 2.0,
-    "reacher": 2.5,
-}
+# A task's colored-noise β and its episode length are facts of the task, kept in its
+# config class (apexjax.envs.planner_beta, apexjax.envs.default_episode_length); a
+# preset is a budget and carries neither.
 
-#: The task's own episode length (control steps; REFERENCE.md and the task configs), used
-#: only for budget arithmetic: ``paper`` trains on the task's own length (episode_length 0).
-EPISODE_LENGTH: dict[str, int] = {
-    "humanoid_standup": 1000,
-    "door": 200,
-    "fetch_pick_and_place": 50,
-    "halfcheetah_running": 1000,
-    "cartpole_swingup": 200,
-    "pendulum_swingup": 100,
-    "reacher": 50,
-}
+
+def _episode_length(task: str) -> int:
+    from apexjax.envs import default_episode_length  # lazy: no JAX at import
+
+    return default_episode_length(task)
+
 
 # The iCEM paper's low-budget planner (REFERENCE.md), β added per task.
 _PAPER_PLANNER: dict[str, object] = {
@@ -188,7 +174,7 @@ _SMOKE: dict[str, object] = {
 
 def _rows(overrides: Mapping[str, object], task: str) -> int:
     """Dataset rows a run of ``overrides`` collects: iterations x 2 phases x num_envs x T."""
-    T = int(overrides.get("episode_length", 0)) or EPISODE_LENGTH[task]  # type: ignore[arg-type]
+    T = int(overrides.get("episode_length", 0)) or _episode_length(task)  # type: ignore[arg-type]
     return int(overrides["iterations"]) * 2 * int(overrides["num_envs"]) * T  # type: ignore[arg-type]
 
 
@@ -196,7 +182,6 @@ def _paper(task: str) -> dict[str, object]:
     iterations, num_envs = _PAPER_LOOP[task]
     p: dict[str, object] = {
         **_PAPER_PLANNER,
-        "planner.beta": PAPER_BETA[task],
         "episode_length": 0,
         "iterations": iterations,
         "num_envs": num_envs,
@@ -213,7 +198,7 @@ def _paper(task: str) -> dict[str, object]:
 
 
 def _cpu(task: str) -> dict[str, object]:
-    p: dict[str, object] = {**_PAPER_PLANNER, "planner.beta": PAPER_BETA[task], **_CPU_COMMON}
+    p: dict[str, object] = {**_PAPER_PLANNER, **_CPU_COMMON}
     p.update(CPU_SLOW_TASKS.get(task, _CPU_TUNED.get(task, {})))
     p.setdefault("episode_length", 0)
     p["dataset_capacity"] = _rows(p, task)
@@ -221,18 +206,18 @@ def _cpu(task: str) -> dict[str, object]:
 
 
 def _smoke(task: str) -> dict[str, object]:
-    return {"planner.beta": PAPER_BETA[task], **_SMOKE}
+    del task
+    return dict(_SMOKE)
 
 
-#: task -> preset name -> dotted TrainConfig overrides (plain data; see the module docstring).
-PRESETS: dict[str, dict[str, dict[str, object]]] = {
-    task: {"paper": _paper(task), "cpu": _cpu(task), "smoke": _smoke(task)} for task in PAPER_BETA
-}
+#: The tasks with presets (each has ``paper``, ``cpu`` and ``smoke``).
+PRESET_TASKS: tuple[str, ...] = tuple(_PAPER_LOOP)
+_BUILDERS = {"paper": _paper, "cpu": _cpu, "smoke": _smoke}
 
 
 def preset_names(task: str) -> tuple[str, ...]:
     """The preset names of ``task`` (empty for a task without presets)."""
-    return tuple(PRESETS.get(task, {}))
+    return tuple(_BUILDERS) if task in PRESET_TASKS else ()
 
 
 def preset_overrides(task: str, name: str) -> dict[str, object]:
@@ -241,16 +226,15 @@ def preset_overrides(task: str, name: str) -> dict[str, object]:
     Raises:
       ConfigError: no such task or preset; the message lists what is allowed.
     """
-    if task not in PRESETS:
+    if task not in PRESET_TASKS:
         raise ConfigError(
-            f"--preset: task {task!r} has no presets; tasks with presets: {', '.join(PRESETS)}"
+            f"--preset: task {task!r} has no presets; tasks with presets: {', '.join(PRESET_TASKS)}"
         )
-    if name not in PRESETS[task]:
+    if name not in _BUILDERS:
         raise ConfigError(
-            f"--preset: unknown preset {name!r} for task {task!r}; allowed: "
-            f"{', '.join(PRESETS[task])}"
+            f"--preset: unknown preset {name!r} for task {task!r}; allowed: {', '.join(_BUILDERS)}"
         )
-    return dict(PRESETS[task][name])
+    return _BUILDERS[name](task)
 
 
 def override_items(overrides: Mapping[str, object]) -> list[str]:
@@ -275,45 +259,27 @@ def sub_overrides(overrides: Mapping[str, object], group: str) -> dict[str, obje
     return {k[len(prefix) :]: v for k, v in overrides.items() if k.startswith(prefix)}
 
 
-def apply_overrides(config: TrainConfig, overrides: Mapping[str, object]) -> TrainConfig:
-    """``config`` with the dotted, typed ``overrides`` (``"planner.beta": 2.5``) applied
-    in one validated build.
+def train_config(
+    task: str,
+    preset: str | None = None,
+    overrides: Mapping[str, Any] | Iterable[str] = (),
+) -> TrainConfig:
+    """The :class:`~apexjax.loop.TrainConfig` of ``task``: its defaults (the task's own
+    planner β), preset ``preset`` if given, then ``overrides`` on top (``"key=value"``
+    strings as ``apexjax train --set`` takes them, or a mapping of typed values), validated
+    in one build; nothing compiles. ``apexjax train`` builds its config with this, so
+    Python and the command line get the same defaults.
 
     Raises:
-      ConfigError: an unknown group or field (the message lists the allowed ones) or a
-        value the config rejects.
+      ConfigError: an unknown preset (the message lists the task's presets), or a bad
+        override.
     """
-    groups = {
-        f.name
-        for f in dataclasses.fields(config)
-        if dataclasses.is_dataclass(getattr(config, f.name))
-    }
-    top: dict[str, Any] = {}
-    sub: dict[str, dict[str, Any]] = {}
-    for key, v in overrides.items():
-        if "." in key:
-            group, field = key.split(".", 1)
-            if group not in groups:
-                raise ConfigError(
-                    f"TrainConfig: unknown group {group!r} in {key!r}; allowed: {sorted(groups)}"
-                )
-            sub.setdefault(group, {})[field] = v
-        else:
-            top[key] = v
-    for group, part in sub.items():
-        top[group] = _replace(getattr(config, group), part)
-    # One build of the whole config, so checks across groups see every override at once.
-    return _replace(config, top)
+    from apexjax.loop import TrainConfig
 
-
-def _replace(config: _C, changes: dict[str, Any]) -> _C:
-    """:func:`~apexjax.configs.replace_checked`, any validation error as ConfigError."""
-    try:
-        return replace_checked(config, **changes)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{type(config).__name__}: {e}") from None
+    config = TrainConfig(task=task)
+    if preset is not None:
+        config = apply_overrides(config, preset_overrides(task, preset))
+    return apply_overrides(config, overrides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,18 +311,14 @@ class Budget:
 
 
 def budget(config: TrainConfig, episode_length: int | None = None) -> Budget:
-    """The :class:`Budget` of ``config``. ``episode_length`` is needed where the config
-    says 0 (the task's own) and the task is not in :data:`EPISODE_LENGTH`."""
+    """The :class:`Budget` of ``config``. ``episode_length`` overrides the task's own
+    length where the config says 0 (the task's own)."""
     from apexjax.planning import icem
 
-    T = config.episode_length or episode_length or EPISODE_LENGTH.get(config.task, 0)
-    if not T:
-        raise ConfigError(
-            f"budget: the episode length of task {config.task!r} is not known here; pass it"
-        )
+    T = config.episode_length or episode_length or _episode_length(config.task)
     phases = int(config.expert_data) + int(config.dagger)
     return Budget(
-        simulated_per_step=icem.simulated_per_step(config.planner),
+        simulated_per_step=icem.simulated_per_step(config.expert_planner),
         episode_length=int(T),
         episodes_per_iteration=phases * config.num_envs,
         iterations=config.iterations,
@@ -364,9 +326,7 @@ def budget(config: TrainConfig, episode_length: int | None = None) -> Budget:
 
 
 def _build(task: str, overrides: Mapping[str, object]) -> TrainConfig:
-    from apexjax.loop import TrainConfig
-
-    return apply_overrides(TrainConfig(task=task), overrides)
+    return train_config(task, overrides=overrides)
 
 
 def preset_budget(task: str, name: str) -> Budget:
@@ -404,7 +364,7 @@ def budget_table(tasks: list[str] | None = None) -> str:
         "iterations | sim. steps / run | fewer than paper: per step | per run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for task in tasks or list(PRESETS):
+    for task in tasks or list(PRESET_TASKS):
         for name in preset_names(task):
             b = preset_budget(task, name)
             r = reduction(task, name)

@@ -1,4 +1,5 @@
-"""The Python driver around :func:`apexjax.loop.make_train_step`: iterate, log, checkpoint.
+"""The run directory around the outer loop (:func:`apexjax.driver.fit`): log, checkpoint,
+resume.
 
 A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` and
 ``metrics.csv`` (one row per iteration), ``checkpoints/`` (the full :class:`TrainState`
@@ -56,16 +57,14 @@ import orbax.checkpoint as ocp
 
 from apexjax import aggregator, distributed, plots
 from apexjax.configs import ConfigError, to_dict
+from apexjax.driver import fit
 from apexjax.guidance import GuidanceConfig
 from apexjax.loop import (
     TrainConfig,
     TrainState,
     build_task,
     init_train_state,
-    make_train_step,
-    metrics_to_python,
     physics_backend,
-    place_state,
     replicated_sharding,
 )
 from apexjax.planning.icem import ICEMConfig
@@ -113,6 +112,10 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
             sub = dict(kw[name])
             if name == "policy" and "hidden" in sub:
                 sub["hidden"] = tuple(sub["hidden"])
+            if name == "planner":
+                # derived from policy_candidates (TrainConfig.expert_planner); older runs
+                # stored the derived count
+                sub.pop("num_extra_candidates", None)
             kw[name] = cls(**sub)
     try:
         return TrainConfig(**kw)
@@ -956,43 +959,32 @@ def _train_locked(
             config.dataset_capacity,
             aggregator.nbytes(state.dataset) / 2**20,
         )
-    state = place_state(config, state)
-    compile_s = 0.0
-    row: dict[str, float] = {}
-    wall = 0.0
-    if start < config.iterations:
-        step = make_train_step(config, task)
-        stage("compiling the training step")
-        t_compile = time.perf_counter()
-        compiled = step.lower(state).compile()
-        compile_s = time.perf_counter() - t_compile
-        if primary:
-            log.info("compiled the training step in %.1f s", compile_s)
-    for it in range(start, config.iterations):
-        stage(f"iteration {it + 1}")
-        t0 = time.perf_counter()
-        state, metrics = compiled(state)
-        row = metrics_to_python(metrics)
-        dt = time.perf_counter() - t0
-        wall += dt
-        row = {"iteration": it + 1, "seconds": dt, **row}
+    last_row: dict[str, float] = {}
+
+    def after_iteration(it: int, row: dict[str, Any], new_state: TrainState) -> None:
+        nonlocal last_saved, last_row
+        last_row = row
         if primary:
             try:
                 _append_metrics(run_dir, row)
             except OSError as e:
                 raise write_failed(str(run_dir / "metrics.jsonl"), e) from None
             if callback is not None:
-                callback(it + 1, row)
-        if (it + 1) % checkpoint_every == 0 or it + 1 == config.iterations:
-            stage(f"saving checkpoint {it + 1}")
+                callback(it, row)
+        if it % checkpoint_every == 0 or it == config.iterations:
+            stage(f"saving checkpoint {it}")
             ckpt_dir = run_dir / "checkpoints"
             try:
                 if not os.access(ckpt_dir, os.W_OK | os.X_OK):
                     raise PermissionError(13, "not writable", str(ckpt_dir))
-                _save(run_dir, state, it + 1)  # every process: orbax saves collectively
+                _save(run_dir, new_state, it)  # every process: orbax saves collectively
             except Exception as e:  # orbax raises many kinds: one line, the state saved so far kept
-                raise write_failed(str(ckpt_dir / str(it + 1)), e) from None
-            last_saved = it + 1
+                raise write_failed(str(ckpt_dir / str(it)), e) from None
+            last_saved = it
+
+    # the one outer loop (apexjax.driver.fit); this function adds the run directory
+    result = fit(config, state, task=task, callback=after_iteration, on_stage=stage)
+    compile_s, wall, row = result.compile_seconds, result.train_seconds, last_row
     summary: dict[str, Any] = {
         "task": config.task,
         "backend": physics_backend(config),

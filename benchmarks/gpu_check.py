@@ -34,7 +34,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import apexjax.envs as envs
-from apexjax import presets
 from apexjax.planning import icem
 from benchmarks._common import environment_info, time_call, write_json
 
@@ -48,7 +47,7 @@ TASKS = (
 
 
 def _planner(name: str, quick: bool) -> icem.ICEMConfig:
-    beta = presets.PAPER_BETA.get(name, 2.0)
+    beta = envs.planner_beta(name)
     if quick:
         return icem.ICEMConfig(population=8, elites=2, horizon=4, iterations=2, beta=beta)
     return icem.ICEMConfig(beta=beta)  # N=40, I=3, K=10, h=30: the paper budget

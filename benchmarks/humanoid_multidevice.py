@@ -109,9 +109,9 @@ def collectives(text):
     return {k: v for k, v in total.items() if v}, inside
 
 if kind == "train":
-    from apexjax.commands.train import build_config
+    from apexjax.presets import train_config
     from apexjax.loop import build_task, init_train_state, make_train_step, place_state
-    tcfg = build_config(a["task"], a["train_set"] + [f"num_devices={n}", f"num_envs={B}"])
+    tcfg = train_config(a["task"], overrides=a["train_set"] + [f"num_devices={n}", f"num_envs={B}"])
     ttask = build_task(tcfg)
     fn = make_train_step(tcfg, ttask)
     args = (place_state(tcfg, init_train_state(tcfg, ttask)),)
@@ -142,11 +142,11 @@ elif kind == "imbalanced":
     args = (jax.device_put(jnp.arange(n, dtype=jnp.float32),
                            NamedSharding(mesh, PartitionSpec("batch"))),)
 elif kind == "plan":
-    from apexjax.commands.plan import DEFAULT_BETA
+    from apexjax.envs import planner_beta
     from apexjax.planning import icem
     cfg = icem.ICEMConfig(population=a["population"], horizon=a["horizon"],
                           elites=a["elites"], iterations=a["plan_iterations"],
-                          beta=DEFAULT_BETA.get(a["task"], 2.0))
+                          beta=planner_beta(a["task"]))
     fn = split_over_devices(
         lambda keys, ps, s: jax.vmap(lambda k, p, x: icem.plan(cfg, k, p, x, task))(keys, ps, s),
         mesh, (True, True, True))

@@ -42,7 +42,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import apexjax.envs as envs
-from apexjax import presets
 from apexjax.envs.native import default_threads
 from apexjax.planning import icem
 from benchmarks._common import environment_info, write_json
@@ -59,7 +58,7 @@ TASKS = (
 
 
 def _planner(name: str) -> icem.ICEMConfig:
-    return icem.ICEMConfig(beta=presets.PAPER_BETA.get(name, 2.0))
+    return icem.ICEMConfig(beta=envs.planner_beta(name))
 
 
 def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
@@ -153,7 +152,7 @@ from apexjax.planning.mpc import run_mpc
 name = sys.argv[1]
 out = {}
 task = envs.make(name, backend="native")
-cfg = icem.ICEMConfig(beta=presets.PAPER_BETA.get(name, 2.0))
+cfg = icem.ICEMConfig(beta=envs.planner_beta(name))
 t0 = time.perf_counter()
 r = run_mpc(cfg, task, jax.random.key(0), 2, num_steps=2, chunk_size=1)
 out["plan_compile_s"] = r["compile_s"]

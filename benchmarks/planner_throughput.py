@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 
 import apexjax.envs as envs
 from apexjax.bench.planner import chained, iteration_batches, raw_final_qpos
-from apexjax.commands.plan import DEFAULT_BETA
+from apexjax.envs import planner_beta
 from apexjax.planning import icem
 from apexjax.planning.rollout import rollout_open_loop_batch
 from benchmarks._common import environment_info, time_call, write_json
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         config = icem.ICEMConfig(
             population=args.population,
             horizon=args.horizon,
-            beta=DEFAULT_BETA.get(name, 2.0),
+            beta=planner_beta(name),
         )
         r = measure(name, config, args.seed, args.repeats, args.envs)
         r["config"] = {

@@ -43,18 +43,18 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from apexjax import presets
-from apexjax.commands.train import build_config, request_host_devices
+from apexjax.commands.train import request_host_devices
 from apexjax.configs import ConfigError, to_dict
+from apexjax.driver import fit, init_states
 from apexjax.guidance import GuidanceConfig
 from apexjax.loop import (
     TrainConfig,
     build_task,
-    init_train_state,
     make_evaluate,
-    make_train_step,
     place_state,
 )
 from apexjax.planning import icem
+from apexjax.presets import train_config
 from benchmarks._common import environment_info, write_json
 
 METHODS = ("icem", "cem", "bc", "dagger", "fixed", "apex", "gap")
@@ -101,10 +101,6 @@ def method_config(base: TrainConfig, method: str, weight: float) -> TrainConfig:
     raise ConfigError(f"--methods: unknown method {method!r}; allowed: {', '.join(METHODS)}")
 
 
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def _evaluator(config: TrainConfig, task, states, seeds: list[int], eval_episodes: int):
     """The compiled evaluation of every seed at once, and its keys: the same keys for every
     method, so all methods' experts start from the same states."""
@@ -120,7 +116,7 @@ def _host(metrics) -> dict[str, list[float]]:
 
 
 def _budget_fields(config: TrainConfig, task, seeds: list[int], eval_episodes: int) -> dict:
-    per_step = icem.simulated_per_step(config.planner)
+    per_step = icem.simulated_per_step(config.expert_planner)
     return {
         "planner_simulated_per_step": per_step,
         "eval_episodes": eval_episodes,
@@ -137,8 +133,7 @@ def run_planner_only(config: TrainConfig, seeds: list[int], eval_episodes: int, 
     (and success); ``initial_eval`` also holds the untrained policy's (the R_0 of the others).
     """
     task = build_task(config)
-    states = _stack([init_train_state(dataclasses.replace(config, seed=s), task) for s in seeds])
-    states = place_state(config, states)
+    states = init_states(config, task, seeds)
     t0 = time.perf_counter()
     evaluate = _evaluator(config, task, states, seeds, eval_episodes)
     compile_s = time.perf_counter() - t0
@@ -165,35 +160,32 @@ def run_method(
     config: TrainConfig, seeds: list[int], eval_episodes: int, log, time_budget: float
 ) -> dict:
     task = build_task(config)
-    states = _stack([init_train_state(dataclasses.replace(config, seed=s), task) for s in seeds])
-    states = place_state(config, states)
-    step = jax.jit(jax.vmap(make_train_step(config, task)))
+    states = init_states(config, task, seeds)
 
     t0 = time.perf_counter()
-    compiled = step.lower(states).compile()
     evaluate = _evaluator(config, task, states, seeds, eval_episodes)
-    compile_s = time.perf_counter() - t0
-
+    eval_compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     initial = _host(evaluate(states))
-    history: list[dict[str, list[float]]] = []
     run_s = 0.0
-    for it in range(config.iterations):
-        if history and run_s + history[-1]["seconds"] > time_budget:
-            log(f"  time budget {time_budget:.0f} s reached after {it} iterations")
-            break
-        t1 = time.perf_counter()
-        states, metrics = compiled(states)
-        metrics = _host(metrics)
-        dt = time.perf_counter() - t1
-        run_s += dt
-        metrics["seconds"] = dt
-        history.append(metrics)
+
+    def after(it: int, metrics: dict, _state) -> bool:
+        nonlocal run_s
+        run_s += metrics["seconds"]
         log(
-            f"  iter {it + 1}/{config.iterations}: expert {np.mean(metrics['expert_return']):.1f} "
+            f"  iter {it}/{config.iterations}: expert {np.mean(metrics['expert_return']):.1f} "
             f"policy {np.mean(metrics['policy_return']):.1f} "
-            f"lambda {np.mean(metrics['lambda_mean']):.3f} ({dt:.1f} s)"
+            f"lambda {np.mean(metrics['lambda_mean']):.3f} ({metrics['seconds']:.1f} s)"
         )
+        if it < config.iterations and run_s + metrics["seconds"] > time_budget:
+            log(f"  time budget {time_budget:.0f} s reached after {it} iterations")
+            return True
+        return False
+
+    # the library's outer loop, the seeds side by side in one vmapped step
+    result = fit(config, states, task=task, seeds=seeds, callback=after)
+    states, history = result.state, result.history
+    compile_s = result.compile_seconds + eval_compile_s
     t1 = time.perf_counter()
     final = _host(evaluate(states))
     eval_s = time.perf_counter() - t1
@@ -229,7 +221,7 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     items = [f"{k}={v}" for k, v in flags.items() if v is not None]
     if args.devices is not None:
         items.append(f"num_devices={args.devices}")
-    return build_config(args.task, [*items, *args.set], preset=args.preset)
+    return train_config(args.task, args.preset, [*items, *args.set])
 
 
 def main(argv: list[str] | None = None) -> int:

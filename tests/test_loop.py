@@ -115,7 +115,11 @@ def test_config_errors():
         TrainConfig(expert_data=False)  # progress compares with the expert's episodes
     with pytest.raises(ConfigError, match="both"):
         TrainConfig(expert_data=False, dagger=False)
-    assert TrainConfig(policy_candidates=3).planner.num_extra_candidates == 3
+    # the expert's extra candidates are derived from policy_candidates, never rewritten
+    c = TrainConfig(policy_candidates=3)
+    assert c.expert_planner.num_extra_candidates == 3 and c.planner.num_extra_candidates == 0
+    with pytest.raises(ConfigError, match="num_extra_candidates"):
+        TrainConfig(policy_candidates=1, planner=ICEMConfig(num_extra_candidates=2))
 
 
 def test_step_is_one_compiled_function(run):

@@ -15,7 +15,7 @@ from apexjax.train import summary_table
 
 PAPER_TASKS = ("humanoid_standup", "door", "fetch_pick_and_place")
 BENCHMARK_TASKS = ("halfcheetah_running", "cartpole_swingup")
-ALL = [(t, n) for t in presets.PRESETS for n in presets.preset_names(t)]
+ALL = [(t, n) for t in presets.PRESET_TASKS for n in presets.preset_names(t)]
 
 
 def test_the_paper_and_benchmark_tasks_have_paper_and_cpu():
@@ -30,7 +30,7 @@ def test_every_preset_builds_a_valid_config(task, name):
     # tasks that are not registered yet (door, fetch) are checked too.
     config = build_config(task, [], preset=name)
     assert config.task == task
-    assert config.planner.num_extra_candidates == config.policy_candidates
+    assert config.expert_planner.num_extra_candidates == config.policy_candidates
     # the dataset holds every row the run collects (nothing overwritten)
     b = presets.budget(config)
     assert config.dataset_capacity >= b.iterations * b.episodes_per_iteration * b.episode_length
@@ -40,7 +40,7 @@ def test_every_preset_builds_a_valid_config(task, name):
     )
 
 
-@pytest.mark.parametrize("task", list(presets.PRESETS))
+@pytest.mark.parametrize("task", list(presets.PRESET_TASKS))
 def test_paper_preset_is_the_reference_icem(task):
     c = build_config(task, [], preset="paper")
     p = c.planner
@@ -48,25 +48,30 @@ def test_paper_preset_is_the_reference_icem(task):
     assert (p.decay, p.keep_fraction, p.momentum, p.init_std) == (1.25, 0.3, 0.1, 0.5)
     assert p.keep_elites and p.shift_elites and p.use_mean_actions and p.execute == "best"
     assert c.episode_length == 0  # the task's own
-    assert p.beta == presets.PAPER_BETA[task]
+    assert p.beta == envs.planner_beta(task)
 
 
-def test_paper_beta_is_reference_md():
-    assert {t: presets.PAPER_BETA[t] for t in PAPER_TASKS + BENCHMARK_TASKS} == {
+def test_task_facts_live_in_the_task_configs():
+    # the planner's β: REFERENCE.md's values, one place (the task's config class)
+    assert {t: envs.planner_beta(t) for t in PAPER_TASKS + BENCHMARK_TASKS} == {
         "humanoid_standup": 2.0,
         "door": 2.5,
         "fetch_pick_and_place": 3.0,
         "halfcheetah_running": 0.25,
         "cartpole_swingup": 0.25,
     }
-    assert presets.EPISODE_LENGTH["door"] == 200
-    assert presets.EPISODE_LENGTH["fetch_pick_and_place"] == 50
+    assert envs.default_episode_length("door") == 200
+    assert envs.default_episode_length("fetch_pick_and_place") == 50
+    # Python and the command line plan with the same β: TrainConfig takes the task's
+    from apexjax.loop import TrainConfig
 
-
-def test_episode_lengths_match_the_registered_tasks():
-    for task, T in presets.EPISODE_LENGTH.items():
-        if task in envs.names():
-            assert envs.config_class(task)().episode_length == T, task
+    for task in PAPER_TASKS + BENCHMARK_TASKS:
+        assert TrainConfig(task=task).planner.beta == envs.planner_beta(task), task
+        assert build_config(task, []).planner.beta == envs.planner_beta(task), task
+    assert TrainConfig().planner.beta == 0.25  # cart-pole's, not ICEMConfig's 2.0
+    assert envs.planner_beta("brax:ant") == envs.TaskConfig.planner_beta
+    with pytest.raises(envs.registry.UnknownTaskError):
+        TrainConfig(task="no_such_task")
 
 
 def test_set_wins_over_the_preset():
@@ -90,7 +95,7 @@ def test_unknown_names_are_one_clear_error(capsys):
         ConfigError, match=r"task 'nope' has no presets; tasks with presets: .*door"
     ):
         presets.preset_overrides("nope", "paper")
-    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['populaton'\]"):
+    with pytest.raises(ConfigError, match=r"ICEMConfig: unknown field 'populaton'"):
         presets.apply_overrides(build_config("cartpole_swingup", []), {"planner.populaton": 3})
     with pytest.raises(ConfigError, match=r"unknown group 'planer'"):
         presets.apply_overrides(build_config("cartpole_swingup", []), {"planer.population": 3})
@@ -113,7 +118,7 @@ def test_reduction_against_paper():
     r = presets.reduction("cartpole_swingup", "cpu")
     assert r["per_control_step"] == pytest.approx(3090 / 820)
     assert r["per_run"] == pytest.approx((3090 * 200 * 32 * 15) / (820 * 200 * 4 * 5))
-    for task in presets.PRESETS:
+    for task in presets.PRESET_TASKS:
         red = presets.reduction(task, "cpu")
         assert red["per_control_step"] > 1 and red["per_run"] > 10, task
     # a config with --set on top is compared as it is
@@ -169,7 +174,9 @@ def test_presets_command_lists_budgets(capsys):
     out = capsys.readouterr().out
     assert "| door | paper | 3,090 | 200 |" in out
     assert cli.main(["presets", "--task", "door", "--show", "paper"]) == 0
-    assert "--set planner.beta=2.5" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "--set planner.population=40" in shown
+    assert "planner.beta" not in shown  # a task fact (envs.planner_beta), not a budget
 
 
 def test_importing_presets_does_not_import_jax():

@@ -47,12 +47,12 @@ SCRIPT = textwrap.dedent(
     import dataclasses, json, sys, time
     import jax
     import numpy as np
-    from apexjax.commands.train import build_config
+    from apexjax.presets import train_config
     from apexjax.train import load_checkpoint, train
 
     assert jax.device_count() == 4, jax.devices()
     items, tmp = json.loads(sys.argv[1]), sys.argv[2]
-    base = build_config("point_mass", items)
+    base = train_config("point_mass", overrides=items)
     seconds = {}
     # (run, iterations to reach, device count; None: a new run)
     sessions = [("one", 3, 1, None), ("moved", 1, 2, None), ("moved", 2, 1, True),
@@ -146,14 +146,27 @@ def test_resuming_on_a_count_that_does_not_divide_the_episodes_is_one_clear_erro
 
 
 def test_cli_asks_for_host_devices_only_when_the_user_did_not(monkeypatch):
+    from apexjax.commands import train as train_cmd
     from apexjax.commands.train import request_host_devices
 
+    extra = " ".join(f"--{k}={v}" for k, v in train_cmd.CPU_COLLECTIVE_FLAGS.items())
+    monkeypatch.setattr(train_cmd, "_jaxlib_has_cpu_collective_flags", lambda: True)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_foo=1")
     request_host_devices(4)
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_foo=1 --xla_force_host_platform_device_count=4"
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-    request_host_devices(2)  # the user's own setting wins
-    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"
+    assert os.environ["XLA_FLAGS"] == (
+        f"--xla_cpu_foo=1 --xla_force_host_platform_device_count=4 {extra}"
+    )
+    # the user's own settings win, the device count and each timeout
+    mine = "--xla_force_host_platform_device_count=8 --xla_cpu_collective_timeout_seconds=5"
+    monkeypatch.setenv("XLA_FLAGS", mine)
+    request_host_devices(2)
+    assert os.environ["XLA_FLAGS"].startswith(mine)
+    assert os.environ["XLA_FLAGS"].count("xla_cpu_collective_timeout_seconds") == 1
+    # an older jaxlib that lacks the timeout flags gets the device count only
+    monkeypatch.setattr(train_cmd, "_jaxlib_has_cpu_collective_flags", lambda: False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    request_host_devices(2)
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
     monkeypatch.delenv("XLA_FLAGS")
     request_host_devices(1)
     assert "XLA_FLAGS" not in os.environ

@@ -40,15 +40,15 @@ def _child(kind: str, task: str, cache_dir: str, quick: bool) -> dict[str, float
     t_start = time.perf_counter()
     import jax
 
-    from apexjax.cli import enable_compile_cache
-
-    enable_compile_cache(pathlib.Path(cache_dir))
+    # this child interpreter is the benchmark's own process: it may set JAX's config
+    pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
     from apexjax import envs
-    from apexjax.commands.plan import DEFAULT_BETA
+    from apexjax.envs import planner_beta
     from apexjax.planning import icem
 
     t_import = time.perf_counter() - t_start
-    planner = icem.ICEMConfig(beta=DEFAULT_BETA.get(task, 2.0))
+    planner = icem.ICEMConfig(beta=planner_beta(task))
     if quick:
         planner = dataclasses.replace(planner, population=8, elites=2, horizon=4, iterations=1)
     key = jax.random.key(0)

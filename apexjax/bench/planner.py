@@ -198,9 +198,9 @@ def _jax_mpc(
 # --------------------------------------------------------------------------- section
 def default_config(task: str) -> icem.ICEMConfig:
     """The budget ``apexjax plan`` uses for ``task``: default iCEM with the task's beta."""
-    from apexjax.commands.plan import DEFAULT_BETA
+    from apexjax.envs import planner_beta
 
-    return icem.ICEMConfig(beta=DEFAULT_BETA.get(task, icem.ICEMConfig.beta))
+    return icem.ICEMConfig(beta=planner_beta(task))
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float | bool]:

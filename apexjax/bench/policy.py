@@ -91,7 +91,7 @@ def run(
     import numpy as np
 
     from apexjax import envs, export, policy
-    from apexjax.commands.plan import DEFAULT_BETA
+    from apexjax.envs import planner_beta
     from apexjax.planning import icem
 
     repeats = 20 if quick else 200
@@ -110,7 +110,7 @@ def run(
     else:
         pconfig = policy.PolicyConfig()
         pstate = policy.init(pconfig, key, obs_dim, low, high)
-        planner_config = icem.ICEMConfig(beta=DEFAULT_BETA.get(task, 2.0))
+        planner_config = icem.ICEMConfig(beta=planner_beta(task))
         source = "freshly initialised network (latency does not depend on the weights)"
     if quick:
         planner_config = icem.ICEMConfig(population=16, elites=4, horizon=10, iterations=2)

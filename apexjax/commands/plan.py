@@ -10,17 +10,6 @@ from typing import Any
 
 from apexjax.configs import ConfigError, parse_overrides, to_dict
 
-# colored-noise exponent per task (reference: fast locomotion low, slow manipulation high)
-DEFAULT_BETA = {
-    "pendulum_swingup": 2.0,
-    "cartpole_swingup": 0.25,
-    "reacher": 2.5,
-    "halfcheetah_running": 0.25,
-    "humanoid_standup": 2.0,
-    "door": 2.5,
-    "fetch_pick_and_place": 3.0,
-}
-
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="cartpole_swingup", help="task name (see apexjax.envs)")
@@ -102,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps: must be >= 1, got {args.steps}")
     base = icem.cem_config() if args.cem else icem.ICEMConfig()
-    if not args.cem and args.task in DEFAULT_BETA:
-        base = icem.ICEMConfig(beta=DEFAULT_BETA[args.task])
+    if not args.cem:
+        from apexjax.envs import planner_beta
+
+        base = icem.ICEMConfig(beta=planner_beta(args.task))
     preset_steps = 0
     if args.preset is not None:
         from apexjax import presets

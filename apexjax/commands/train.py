@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -37,9 +36,6 @@ from typing import Any, TextIO
 
 from apexjax.configs import (
     ConfigError,
-    build_checked,
-    parse_override_values,
-    parse_overrides,
 )
 
 
@@ -108,53 +104,57 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def build_config(task: str, items: list[str], preset: str | None = None):
-    """TrainConfig from preset ``preset`` of ``task`` (:mod:`apexjax.presets`), if given,
-    then the ``--set`` items on top (validated; nothing compiles).
+    """The command's TrainConfig: :func:`apexjax.presets.train_config` (preset ``preset``
+    of ``task`` if given, then the ``--set`` items; validated, nothing compiles).
 
     Raises:
       ConfigError: an unknown preset (the message lists the task's presets) or a bad
         ``--set`` item.
     """
     from apexjax import presets
-    from apexjax.commands.plan import DEFAULT_BETA
-    from apexjax.loop import TrainConfig
 
-    preset_values = None if preset is None else presets.preset_overrides(task, preset)
+    return presets.train_config(task, preset, list(items))
 
-    top, sub = [], {"planner": [], "policy": [], "guidance": []}
-    for item in items:
-        key = item.split("=", 1)[0]
-        if "." in key:
-            group, rest = item.split(".", 1)
-            if group not in sub:
-                raise ConfigError(
-                    f"TrainConfig: unknown group {group!r} in {item!r}; allowed: {sorted(sub)}"
-                )
-            sub[group].append(rest)
-        else:
-            top.append(item)
-    base = TrainConfig(task=task)
-    base = dataclasses.replace(
-        base, planner=dataclasses.replace(base.planner, beta=DEFAULT_BETA.get(task, 2.0))
-    )
-    if preset_values is not None:
-        base = presets.apply_overrides(base, preset_values)
-    # Sub-configs first, then ONE build of the whole config, so that checks across groups
-    # (e.g. guidance.mode against expert_data) see every override at once.
-    values = parse_override_values(TrainConfig, top)
-    for g, v in sub.items():
-        if v:
-            values[g] = parse_overrides(type(getattr(base, g)), v, base=getattr(base, g))
-    return build_checked(base, values)
+
+#: XLA:CPU's collective timeouts, raised where the command creates host devices. XLA's
+#: defaults (a "may be stuck" line after 20 s, abort after 40 s) kill a long CPU run: the
+#: host devices of one episode batch finish up to minutes apart (a 1000-step humanoid
+#: episode on native physics took one shard past 40 s behind the other, and XLA aborted
+#: the process). The command's own watchdog (--hang-timeout) reports real hangs.
+CPU_COLLECTIVE_FLAGS = {
+    "xla_cpu_collective_call_warn_stuck_timeout_seconds": 600,
+    "xla_cpu_collective_call_terminate_timeout_seconds": 24 * 3600,
+    "xla_cpu_collective_timeout_seconds": 24 * 3600,
+}
+
+
+def _jaxlib_has_cpu_collective_flags() -> bool:
+    # the flags exist from jaxlib 0.9 on; an XLA that does not know a flag refuses to start
+    import importlib.metadata
+
+    try:
+        major, minor = (int(x) for x in importlib.metadata.version("jaxlib").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (0, 9)
 
 
 def request_host_devices(n: int) -> None:
     """Asks XLA for ``n`` CPU host devices, unless the user's ``XLA_FLAGS`` already say how
-    many. Only the command line does this (before JAX creates its backends); the library
-    never touches ``XLA_FLAGS``. Harmless on GPU: it adds CPU devices that go unused."""
+    many, with longer collective timeouts (:data:`CPU_COLLECTIVE_FLAGS`, each unless the
+    user set it). Only the command line does this (before JAX creates its backends); the
+    library never touches ``XLA_FLAGS``. Harmless on GPU: it adds CPU devices that go
+    unused."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if n > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    if n <= 1:
+        return
+    if "xla_force_host_platform_device_count" not in flags:
+        flags = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    if _jaxlib_has_cpu_collective_flags():
+        for name, value in CPU_COLLECTIVE_FLAGS.items():
+            if name not in flags:
+                flags = f"{flags} --{name}={value}"
+    os.environ["XLA_FLAGS"] = flags
 
 
 def distributed_config(args: argparse.Namespace):

@@ -7,10 +7,12 @@ from apexjax.envs.native import NativeData, NotDifferentiableError
 from apexjax.envs.registry import (
     check_task,
     config_class,
+    default_episode_length,
     is_adapter,
     is_user_task,
     make,
     names,
+    planner_beta,
     register,
 )
 
@@ -29,10 +31,12 @@ __all__ = [
     "TaskConfig",
     "check_task",
     "config_class",
+    "default_episode_length",
     "is_adapter",
     "is_user_task",
     "make",
     "names",
+    "planner_beta",
     "register",
     "resolve_backend",
     "tree_is_finite",

@@ -62,7 +62,15 @@ class TaskConfig:
     Attributes:
       episode_length: control steps per episode.
       frame_skip: physics steps per control step (control period = frame_skip * timestep).
+
+    Class attribute (a fact of the task, not a field a run changes):
+      planner_beta: the colored-noise exponent β the task's planner samples with unless a
+        config says otherwise (:func:`apexjax.envs.planner_beta`; the iCEM paper's values
+        for its tasks: low for fast locomotion, high for slow manipulation). The base
+        value, 2.0, serves tasks that set none.
     """
+
+    planner_beta: ClassVar[float] = 2.0
 
     episode_length: int = 1000
     frame_skip: int = 1

@@ -44,12 +44,14 @@ __all__ = [
     "UnknownTaskError",
     "check_task",
     "config_class",
+    "default_episode_length",
     "env_task_modules",
     "import_task_modules",
     "is_adapter",
     "is_user_task",
     "make",
     "names",
+    "planner_beta",
     "register",
 ]
 
@@ -238,6 +240,35 @@ def config_class(name: str) -> type[TaskConfig]:
             "env's own arguments (see apexjax.envs.adapters)"
         )
     return _lookup(name)[1]
+
+
+def planner_beta(name: str) -> float:
+    """The colored-noise exponent β task ``name`` plans with by default: its config
+    class's ``planner_beta`` (:class:`~apexjax.envs.base.TaskConfig`; 2.0 for a task that
+    sets none and for the Brax/Playground adapters). The one place this fact lives:
+    :class:`~apexjax.loop.TrainConfig`, ``apexjax plan``, the presets and the benchmarks
+    all read it here.
+
+    Raises:
+      UnknownTaskError: unknown task.
+    """
+    if is_adapter(name):
+        return float(TaskConfig.planner_beta)
+    return float(_lookup(name)[1].planner_beta)
+
+
+def default_episode_length(name: str) -> int:
+    """Control steps of one episode of task ``name`` with its config's defaults (the
+    adapters: their own default, :data:`apexjax.envs.adapters.BRAX_EPISODE_LENGTH`).
+
+    Raises:
+      UnknownTaskError: unknown task.
+    """
+    if is_adapter(name):
+        from apexjax.envs.adapters import BRAX_EPISODE_LENGTH
+
+        return BRAX_EPISODE_LENGTH
+    return int(_lookup(name)[1]().episode_length)
 
 
 def make(name: str, **overrides: Any) -> Task:

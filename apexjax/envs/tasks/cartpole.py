@@ -35,6 +35,8 @@ class CartpoleConfig(MujocoTaskConfig):
     (weight of a^2), init_noise (uniform half-width of the start position, angle and
     velocities around hanging at rest), success_deg (upright tolerance, degrees)."""
 
+    planner_beta: ClassVar[float] = 0.25
+
     episode_length: int = 200
     frame_skip: int = 5
     action_cost: float = 0.01

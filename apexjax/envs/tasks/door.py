@@ -76,6 +76,8 @@ class DoorConfig(MujocoTaskConfig):
     faster, see the module docstring), door_low / door_high (m, the box the door frame's
     position is drawn from)."""
 
+    planner_beta: ClassVar[float] = 2.5
+
     episode_length: int = 200
     frame_skip: int = 5
     shaped: bool = False

@@ -37,7 +37,7 @@ velocities times the control period, as the original), and the goal (3).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,8 @@ class FetchPickAndPlaceConfig(MujocoTaskConfig):
     half-width of the goal's offset), target_in_the_air (half the goals are lifted),
     max_goal_height (m, the largest lift), move_scale (m, gripper displacement per unit
     action)."""
+
+    planner_beta: ClassVar[float] = 3.0
 
     episode_length: int = 50
     frame_skip: int = 20

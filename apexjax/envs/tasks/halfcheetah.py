@@ -40,6 +40,8 @@ class HalfCheetahConfig(MujocoTaskConfig):
     (weight of ||a||^2), flip_cost (per step while |root pitch| > pi/2), init_noise
     (uniform half-width on qpos; qvel gets init_noise * N(0, 1))."""
 
+    planner_beta: ClassVar[float] = 0.25
+
     episode_length: int = 1000
     frame_skip: int = 5
     action_cost: float = 0.1

@@ -34,6 +34,8 @@ class HumanoidStandupConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.015 s each), frame_skip, action_cost
     (weight of ||a||^2), init_noise (uniform half-width on qpos and qvel)."""
 
+    planner_beta: ClassVar[float] = 2.0
+
     episode_length: int = 1000
     frame_skip: int = 5
     action_cost: float = 0.1

@@ -7,6 +7,7 @@ Success: within 15 degrees of upright at the last step.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,8 @@ __all__ = ["PendulumConfig", "PendulumSwingup"]
 class PendulumConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.05 s each), frame_skip, action_cost
     (weight of a^2), init_noise (uniform half-width of the start angle/velocity)."""
+
+    planner_beta: ClassVar[float] = 2.0
 
     episode_length: int = 100
     frame_skip: int = 5

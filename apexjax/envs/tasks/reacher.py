@@ -34,6 +34,8 @@ class ReacherConfig(MujocoTaskConfig):
     velocities), target_min_radius / target_max_radius (m, the target's annulus),
     success_distance (m)."""
 
+    planner_beta: ClassVar[float] = 2.5
+
     episode_length: int = 50
     frame_skip: int = 2
     action_cost: float = 0.01
