@@ -43,7 +43,6 @@ def export_params(
     it gets the mode any new file gets (``0o666 & ~umask``, e.g. ``0o644``). Returns the
     path written.
     """
-    from apexjax.policy import normalizer_std
 
     if activation not in _ACTIVATIONS:
         raise ValueError(f"export: activation {activation!r} is not one of {_ACTIVATIONS}")
@@ -52,7 +51,7 @@ def export_params(
         "activation": np.asarray(activation),
         "num_layers": np.asarray(len(params), np.int64),
         "obs_mean": np.asarray(normalizer.mean, np.float32),
-        "obs_std": np.asarray(normalizer_std(normalizer), np.float32),
+        "obs_std": np.asarray(normalizer.std, np.float32),
         "obs_clip": np.asarray(normalizer.clip, np.float32),
         "action_low": np.asarray(action_low, np.float32),
         "action_high": np.asarray(action_high, np.float32),

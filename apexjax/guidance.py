@@ -49,13 +49,16 @@ import jax.numpy as jnp
 
 from apexjax.configs import check_choice, check_float, check_int
 from apexjax.envs.base import State, Task
+from apexjax.policy import normalize_action  # the one action normalisation (re-exported)
 
 __all__ = [
     "GuidanceConfig",
     "GuidanceMode",
     "adaptive_weight",
     "guidance_distance",
+    "initial_weight",
     "make_guidance_cost",
+    "next_iteration_weight",
     "normalize_action",
 ]
 
@@ -90,11 +93,6 @@ class GuidanceConfig:
         """Whether λ is set once per outer iteration (``progress``, ``gap``) rather than per
         control step."""
         return self.mode in ("progress", "gap")
-
-
-def normalize_action(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    """Maps ``action [..., A]`` from ``[low, high]`` to ``[-1, 1]``."""
-    return 2.0 * (action - low) / (high - low) - 1.0
 
 
 def guidance_distance(
@@ -179,3 +177,40 @@ def adaptive_weight(
         dist = jnp.asarray(best_distance, jnp.float32)
         lam = jnp.minimum(lam0 * jnp.abs(best) / (dist + eps), jnp.float32(config.max_weight))
     return jnp.where(jnp.isfinite(lam), lam, 0.0)
+
+
+def initial_weight(config: GuidanceConfig, stored: jax.Array, on: jax.Array | bool) -> jax.Array:
+    """λ at the first step of an episode: the stored per-iteration λ (``progress``,
+    ``gap``: a run's ``TrainState.guidance_weight``), λ0 (``fixed``) or 0 (``off`` and the
+    per-step modes, which start unguided and adapt plan by plan); 0 while ``on`` is False
+    (guidance warm-up)."""
+    if config.per_iteration:
+        lam = jnp.asarray(stored, jnp.float32)
+    elif config.mode == "fixed":
+        lam = jnp.float32(config.weight)
+    else:
+        lam = jnp.float32(0.0)
+    return jnp.where(on, lam, 0.0)
+
+
+def next_iteration_weight(
+    config: GuidanceConfig,
+    stored: jax.Array,
+    *,
+    best_expert_cost: jax.Array,
+    policy_cost: jax.Array,
+    untrained_policy_cost: jax.Array,
+) -> jax.Array:
+    """The λ an outer iteration stores for the next one: in ``progress`` and ``gap`` mode
+    :func:`adaptive_weight` of the episode costs (C* the best mean expert episode cost so far,
+    C_π the policy alone after this iteration's update, C_0 the untrained policy's), 0 while
+    no expert episode has a finite cost; the other modes keep ``stored`` (unused by them)."""
+    if not config.per_iteration:
+        return jnp.asarray(stored, jnp.float32)
+    lam = adaptive_weight(
+        config,
+        best_task_cost=best_expert_cost,
+        policy_task_cost=policy_cost,
+        untrained_task_cost=untrained_policy_cost,
+    )
+    return jnp.where(jnp.isfinite(best_expert_cost), lam, 0.0)

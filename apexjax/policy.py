@@ -10,8 +10,12 @@ updates it with :func:`update_normalizer` on exactly the rows it adds to the agg
 dataset (same mask), so its statistics cover all data seen so far; warm-started
 parameters see only a small input shift from one iteration to the next.
 
-Action bounds are passed explicitly to :func:`apply` and :func:`loss`; :class:`PolicyState`
+Action bounds are passed explicitly to :func:`apply` and :func:`loss` (which take the network's
+activation from the :class:`PolicyConfig`, as every function here does); :class:`PolicyState`
 also carries the bounds given to :func:`init`, which :func:`act` and :func:`train_steps` use.
+One name per operation: :meth:`Normalizer.update` / :meth:`Normalizer.normalize` on the
+statistics, :func:`update_normalizer` on a policy state, :func:`normalize_action` for the
+action scale (the guidance distance uses the same).
 """
 
 from __future__ import annotations
@@ -41,10 +45,8 @@ __all__ = [
     "init_params",
     "loss",
     "make_optimizer",
-    "normalize",
+    "normalize_action",
     "normalizer_init",
-    "normalizer_std",
-    "normalizer_update",
     "train_steps",
     "update_normalizer",
 ]
@@ -136,13 +138,35 @@ class Normalizer:
         """``[O]`` population variance; 1 before any data (so normalising is the identity)."""
         return jnp.where(self.count > 0, self.m2 / jnp.maximum(self.count, 1.0), 1.0)
 
+    @property
+    def std(self) -> jax.Array:
+        """``[O]`` the scale :meth:`normalize` divides by: ``sqrt(var + eps)``."""
+        return jnp.sqrt(self.var + self.eps)
+
     def update(self, obs: jax.Array, mask: jax.Array | None = None) -> Normalizer:
-        """See :func:`normalizer_update`."""
-        return normalizer_update(self, obs, mask)
+        """Merges a batch ``obs [B, O]`` (rows with ``mask [B]`` False skipped) into the
+        statistics: Chan et al.'s parallel merge, exact for any batch split, stable for
+        large counts. (At the policy level: :func:`update_normalizer`.)"""
+        obs = jnp.asarray(obs, jnp.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.mean.shape[0]:
+            raise ValueError(
+                f"Normalizer.update: obs must have shape [B, {self.mean.shape[0]}], got {obs.shape}"
+            )
+        w = jnp.ones(obs.shape[:1], jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
+        n_b = jnp.sum(w)
+        mean_b = jnp.sum(w[:, None] * obs, axis=0) / jnp.maximum(n_b, 1.0)
+        m2_b = jnp.sum(w[:, None] * jnp.square(obs - mean_b), axis=0)
+        n = self.count + n_b
+        delta = mean_b - self.mean
+        frac = n_b / jnp.maximum(n, 1.0)
+        mean = self.mean + delta * frac
+        m2 = self.m2 + m2_b + jnp.square(delta) * self.count * frac
+        return self.replace(mean=mean, m2=m2, count=n)
 
     def normalize(self, obs: jax.Array) -> jax.Array:
-        """See :func:`normalize`."""
-        return normalize(self, obs)
+        """``obs [..., O]`` -> ``(obs - mean) / sqrt(var + eps)``, clipped to ``±clip``."""
+        z = (jnp.asarray(obs, jnp.float32) - self.mean) / self.std
+        return jnp.clip(z, -self.clip, self.clip)
 
 
 def normalizer_init(obs_dim: int, eps: float = 1e-6, clip: float = 10.0) -> Normalizer:
@@ -151,39 +175,14 @@ def normalizer_init(obs_dim: int, eps: float = 1e-6, clip: float = 10.0) -> Norm
     return Normalizer(mean=z, m2=z, count=jnp.zeros((), jnp.float32), eps=eps, clip=clip)
 
 
-def normalizer_update(
-    norm: Normalizer, obs: jax.Array, mask: jax.Array | None = None
-) -> Normalizer:
-    """Merges a batch ``obs [B, O]`` (rows with ``mask [B]`` False skipped) into ``norm``.
-
-    Chan et al.'s parallel merge: exact for any batch split, stable for large counts.
-    """
-    obs = jnp.asarray(obs, jnp.float32)
-    if obs.ndim != 2 or obs.shape[1] != norm.mean.shape[0]:
-        raise ValueError(
-            f"normalizer_update: obs must have shape [B, {norm.mean.shape[0]}], got {obs.shape}"
-        )
-    w = jnp.ones(obs.shape[:1], jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
-    n_b = jnp.sum(w)
-    mean_b = jnp.sum(w[:, None] * obs, axis=0) / jnp.maximum(n_b, 1.0)
-    m2_b = jnp.sum(w[:, None] * jnp.square(obs - mean_b), axis=0)
-    n = norm.count + n_b
-    delta = mean_b - norm.mean
-    frac = n_b / jnp.maximum(n, 1.0)
-    mean = norm.mean + delta * frac
-    m2 = norm.m2 + m2_b + jnp.square(delta) * norm.count * frac
-    return norm.replace(mean=mean, m2=m2, count=n)
-
-
-def normalizer_std(norm: Normalizer) -> jax.Array:
-    """``[O]`` the scale :func:`normalize` divides by: ``sqrt(var + eps)``."""
-    return jnp.sqrt(norm.var + norm.eps)
-
-
-def normalize(norm: Normalizer, obs: jax.Array) -> jax.Array:
-    """``obs [..., O]`` -> ``(obs - mean) / sqrt(var + eps)``, clipped to ``±clip``."""
-    z = (jnp.asarray(obs, jnp.float32) - norm.mean) / normalizer_std(norm)
-    return jnp.clip(z, -norm.clip, norm.clip)
+def normalize_action(actions: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Maps actions ``[..., A]`` in ``[low, high]`` to ``[-1, 1]`` (clipped; a zero-width
+    bound maps to 0): the one action normalisation, shared by the imitation loss and the
+    guidance distance (:func:`apexjax.guidance.guidance_distance`)."""
+    low = jnp.asarray(low, jnp.float32)
+    high = jnp.asarray(high, jnp.float32)
+    half = jnp.maximum((high - low) / 2.0, 1e-8)
+    return jnp.clip((jnp.asarray(actions, jnp.float32) - (high + low) / 2.0) / half, -1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------- network
@@ -211,34 +210,27 @@ def _unit_actions(
 ) -> jax.Array:
     """``obs [..., O]`` -> actions in ``[-1, 1]``, ``[..., A]``."""
     act_fn = _ACTIVATIONS[activation]
-    x = normalize(normalizer, obs)
+    x = normalizer.normalize(obs)
     for layer in params[:-1]:
         x = act_fn(x @ layer["W"] + layer["b"])
     return jnp.tanh(x @ params[-1]["W"] + params[-1]["b"])
 
 
-def _to_unit(actions: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    """Maps actions in ``[low, high]`` to ``[-1, 1]`` (clipped)."""
-    half = jnp.maximum((high - low) / 2.0, 1e-8)
-    return jnp.clip((actions - (high + low) / 2.0) / half, -1.0, 1.0)
-
-
 def apply(
+    config: PolicyConfig,
     params: Params,
     normalizer: Normalizer,
     obs: jax.Array,
     action_low: jax.Array,
     action_high: jax.Array,
-    activation: Activation = "silu",
 ) -> jax.Array:
-    """Policy action for ``obs [..., O]`` (one observation or any batch): ``[..., A]``.
-
-    ``action_low``/``action_high`` are ``[A]``; ``activation`` must be the config's
-    (:func:`act` passes it for you). Outputs lie in ``[low, high]``.
+    """Policy action for ``obs [..., O]`` (one observation or any batch): ``[..., A]``,
+    the network of ``config`` (its activation). ``action_low``/``action_high`` are ``[A]``;
+    outputs lie in ``[low, high]``. :func:`act` does the same from a :class:`PolicyState`.
     """
     low = jnp.asarray(action_low, jnp.float32)
     high = jnp.asarray(action_high, jnp.float32)
-    u = _unit_actions(params, normalizer, obs, activation)
+    u = _unit_actions(params, normalizer, obs, config.activation)
     return (high + low) / 2.0 + u * (high - low) / 2.0
 
 
@@ -308,19 +300,18 @@ def init(
 
 def act(config: PolicyConfig, state: PolicyState, obs: jax.Array) -> jax.Array:
     """:func:`apply` with the state's parameters, normaliser and bounds: ``[..., O] -> [..., A]``."""
-    return apply(
-        state.params, state.normalizer, obs, state.action_low, state.action_high, config.activation
-    )
+    return apply(config, state.params, state.normalizer, obs, state.action_low, state.action_high)
 
 
 def update_normalizer(
     state: PolicyState, obs: jax.Array, mask: jax.Array | None = None
 ) -> PolicyState:
     """Merges ``obs [B, O]`` (rows where ``mask [B]`` is True) into the state's normaliser."""
-    return state.replace(normalizer=normalizer_update(state.normalizer, obs, mask))
+    return state.replace(normalizer=state.normalizer.update(obs, mask))
 
 
 def loss(
+    config: PolicyConfig,
     params: Params,
     normalizer: Normalizer,
     obs: jax.Array,
@@ -328,7 +319,6 @@ def loss(
     weights: jax.Array | None,
     action_low: jax.Array,
     action_high: jax.Array,
-    activation: Activation = "silu",
 ) -> jax.Array:
     """Weighted MSE between predicted and target actions, both mapped to ``[-1, 1]``.
 
@@ -337,8 +327,8 @@ def loss(
     """
     low = jnp.asarray(action_low, jnp.float32)
     high = jnp.asarray(action_high, jnp.float32)
-    pred = _unit_actions(params, normalizer, obs, activation)
-    target = _to_unit(jnp.asarray(target_actions, jnp.float32), low, high)
+    pred = _unit_actions(params, normalizer, obs, config.activation)
+    target = normalize_action(target_actions, low, high)
     per_row = jnp.mean(jnp.square(pred - target), axis=-1)
     w = jnp.ones_like(per_row) if weights is None else jnp.asarray(weights, jnp.float32)
     return jnp.sum(w * per_row) / jnp.maximum(jnp.sum(w), 1e-8)
@@ -360,12 +350,13 @@ def train_steps(
     if not _is_int(num_steps) or num_steps < 1:
         raise ValueError(f"train_steps: num_steps must be an int >= 1, got {num_steps!r}")
     opt = make_optimizer(config)
-    grad_fn = jax.value_and_grad(loss)
+    grad_fn = jax.value_and_grad(loss, argnums=1)
 
     def body(carry, k):
         params, opt_state = carry
         obs, actions, weights = sample_fn(k)
         value, grads = grad_fn(
+            config,
             params,
             state.normalizer,
             obs,
@@ -373,7 +364,6 @@ def train_steps(
             weights,
             state.action_low,
             state.action_high,
-            config.activation,
         )
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)

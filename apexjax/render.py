@@ -516,15 +516,16 @@ def expert_episodes(
     import jax
     import jax.numpy as jnp
 
-    from apexjax import loop
+    from apexjax.episodes import episode_fns
+    from apexjax.guidance import initial_weight
 
     # the training loop's own episode, not a copy of it: what is rendered is what trains
-    episode, _, _ = loop._episode_fns(config, task)
-    lam0 = loop._initial_weight(config.guidance, guidance_weight, jnp.bool_(True))
+    episode = episode_fns(config, task).expert
+    lam0 = initial_weight(config.guidance, guidance_weight, jnp.bool_(True))
 
     def one(pol: PolicyState, k: jax.Array, lam: jax.Array) -> tuple[Any, ...]:
-        _, labels, costs, _, _, success = episode(pol, k, False, lam, jnp.bool_(True))
-        return task.reset(_reset_key(k)), labels, costs, success
+        ep = episode(pol, k, False, lam, jnp.bool_(True))
+        return task.reset(_reset_key(k)), ep.labels, ep.costs, ep.success
 
     return _episodes(task, jax.vmap(one, in_axes=(None, 0, None)), policy_state, keys, lam0)
 

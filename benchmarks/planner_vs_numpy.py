@@ -3,7 +3,7 @@
 For each device count (default 1 and 2 XLA host devices, each in its own subprocess, as
 host devices must exist before JAX starts), :func:`apexjax.bench.planner.run` runs in
 one process: closed-loop MPC with apexjax's iCEM on the chosen physics backend
-(``--backend``: native by default on a CPU, or MJX; episodes vmapped, split over the devices), the reference NumPy iCEM of :mod:`apexjax.bench.numpy_icem` on native
+(``--backend``: native by default on a CPU, or MJX; episodes vmapped, split over the devices), the reference NumPy iCEM of :mod:`apexjax.reference.numpy_icem` on native
 MuJoCo (``mujoco.rollout`` threads) with the same options, task and start states, and
 raw batched physics of both at the planner's batch. Writes every figure as JSON and
 prints the markdown table.

@@ -153,3 +153,31 @@ def test_config_errors_name_the_field():
         GuidanceConfig("fixed", 1.0, warmup_iterations=-1)
     with pytest.raises(ConfigError, match="warmup_iterations"):
         GuidanceConfig("fixed", 1.0, warmup_iterations=1.5)
+
+
+def test_the_per_iteration_weight_rules_live_in_guidance():
+    from apexjax.guidance import initial_weight, next_iteration_weight
+
+    prog = GuidanceConfig("progress", 0.5)
+    kw = dict(
+        best_expert_cost=jnp.float32(10.0),
+        policy_cost=jnp.float32(15.0),
+        untrained_policy_cost=jnp.float32(40.0),
+    )
+    # progress: r = 1 - (15 - 10) / 10 = 0.5, times λ0
+    assert float(next_iteration_weight(prog, 0.0, **kw)) == pytest.approx(0.25, rel=1e-3)
+    # gap: (40 - 15) / (40 - 10)
+    gap = GuidanceConfig("gap", 1.0)
+    assert float(next_iteration_weight(gap, 0.0, **kw)) == pytest.approx(25 / 30, rel=1e-3)
+    # no finite expert episode yet: no guidance
+    kw_inf = {**kw, "best_expert_cost": jnp.float32(jnp.inf)}
+    assert float(next_iteration_weight(prog, 0.7, **kw_inf)) == 0.0
+    # the per-step and fixed modes keep what is stored (unused by them)
+    assert float(next_iteration_weight(GuidanceConfig("fixed", 2.0), 0.3, **kw)) == pytest.approx(
+        0.3
+    )
+    # the first step of an episode: stored λ, λ0, or 0; 0 during warm-up
+    assert float(initial_weight(prog, 0.4, True)) == pytest.approx(0.4)
+    assert float(initial_weight(GuidanceConfig("fixed", 2.0), 0.4, True)) == 2.0
+    assert float(initial_weight(GuidanceConfig("relative", 2.0), 0.4, True)) == 0.0
+    assert float(initial_weight(prog, 0.4, False)) == 0.0

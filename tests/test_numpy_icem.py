@@ -15,8 +15,8 @@ import pytest
 from mujoco import mjx
 
 import apexjax.envs as envs
-from apexjax.bench import numpy_icem
 from apexjax.planning import icem
+from apexjax.reference import numpy_icem
 
 TASKS = ("cartpole_swingup", "pendulum_swingup")
 # twins that take the apexjax task's (load-time edited) model
@@ -24,7 +24,9 @@ MODEL_TASKS = ("halfcheetah_running", "door")
 
 
 def test_module_imports_no_jax():
-    code = "import sys, apexjax.bench.numpy_icem; assert 'jax' not in sys.modules, 'jax imported'"
+    code = (
+        "import sys, apexjax.reference.numpy_icem; assert 'jax' not in sys.modules, 'jax imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -19,10 +19,10 @@ def test_apply_within_bounds_single_and_batch():
     params = [dict(p) for p in state.params]
     params[-1]["W"] = params[-1]["W"] * 1e4
     obs = 100.0 * jax.random.normal(jax.random.key(1), (50, 4))
-    a = policy.apply(params, state.normalizer, obs, LOW, HIGH, SMALL.activation)
+    a = policy.apply(SMALL, params, state.normalizer, obs, LOW, HIGH)
     assert a.shape == (50, 3)
     assert bool(jnp.all((a >= LOW) & (a <= HIGH)))
-    single = policy.apply(params, state.normalizer, obs[3], LOW, HIGH, SMALL.activation)
+    single = policy.apply(SMALL, params, state.normalizer, obs[3], LOW, HIGH)
     assert single.shape == (3,)
     np.testing.assert_allclose(single, a[3], rtol=1e-5, atol=1e-5)
     # The fresh policy starts near the middle of the range.
@@ -50,7 +50,7 @@ def test_normalizer_matches_numpy_with_mask_and_batches():
 def test_empty_normalizer_is_identity_and_clips():
     norm = policy.normalizer_init(2, eps=1e-12, clip=3.0)
     x = jnp.array([[0.5, -1.0], [10.0, -10.0]])
-    np.testing.assert_allclose(policy.normalize(norm, x), [[0.5, -1.0], [3.0, -3.0]], rtol=1e-5)
+    np.testing.assert_allclose(norm.normalize(x), [[0.5, -1.0], [3.0, -3.0]], rtol=1e-5)
 
 
 def _linear_sample_fn(obs_dim):
@@ -79,9 +79,7 @@ def test_train_steps_fits_known_mapping_and_is_deterministic():
 
     def test_loss(s):
         return float(
-            policy.loss(
-                s.params, s.normalizer, test_obs, test_act, None, LOW, HIGH, SMALL.activation
-            )
+            policy.loss(SMALL, s.params, s.normalizer, test_obs, test_act, None, LOW, HIGH)
         )
 
     before = test_loss(state)
@@ -115,12 +113,12 @@ def test_loss_weights_and_zero_weights():
     obs = jax.random.normal(jax.random.key(1), (8, 4))
     target = jnp.broadcast_to(HIGH, (8, 3))
     args = (state.params, state.normalizer, obs, target)
-    full = policy.loss(*args, None, LOW, HIGH, SMALL.activation)
-    ones = policy.loss(*args, jnp.ones(8), LOW, HIGH, SMALL.activation)
+    full = policy.loss(SMALL, *args, None, LOW, HIGH)
+    ones = policy.loss(SMALL, *args, jnp.ones(8), LOW, HIGH)
     np.testing.assert_allclose(full, ones, rtol=1e-6)
     # Targets at the upper bound are +1 in normalised units; the fresh policy outputs ~0.
     np.testing.assert_allclose(full, 1.0, atol=0.2)
-    assert float(policy.loss(*args, jnp.zeros(8), LOW, HIGH, SMALL.activation)) == 0.0
+    assert float(policy.loss(SMALL, *args, jnp.zeros(8), LOW, HIGH)) == 0.0
 
 
 def test_no_clip_and_weight_decay_optimizer_runs():
@@ -158,3 +156,22 @@ def test_config_overrides_parse():
         policy.PolicyConfig, ["hidden=64,64,64", "activation=relu", "grad_clip=none"]
     )
     assert cfg.hidden == (64, 64, 64) and cfg.activation == "relu" and cfg.grad_clip is None
+
+
+def test_apply_takes_the_activation_from_its_config():
+    relu = policy.PolicyConfig(hidden=(8,), activation="relu")
+    silu = policy.PolicyConfig(hidden=(8,), activation="silu")
+    state = policy.init(relu, jax.random.key(0), 4, LOW, HIGH)
+    obs = jax.random.normal(jax.random.key(1), (5, 4))
+    a_relu = policy.apply(relu, state.params, state.normalizer, obs, LOW, HIGH)
+    np.testing.assert_array_equal(a_relu, policy.act(relu, state, obs))
+    a_silu = policy.apply(silu, state.params, state.normalizer, obs, LOW, HIGH)
+    assert not np.allclose(a_relu, a_silu)  # the same weights, another network
+
+
+def test_one_action_normalisation_for_the_loss_and_the_guidance():
+    from apexjax import guidance
+
+    assert guidance.normalize_action is policy.normalize_action
+    np.testing.assert_allclose(policy.normalize_action(HIGH, LOW, HIGH), np.ones_like(HIGH))
+    np.testing.assert_allclose(policy.normalize_action(LOW, LOW, HIGH), -np.ones_like(LOW))

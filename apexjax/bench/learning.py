@@ -2,7 +2,10 @@
 
 Both learn a policy for the same apexjax task (the same MJX model, cost and episode length;
 PPO's reward is the negated cost and its [-1, 1] actions are scaled to the task's bounds),
-on the same machine in the same process, one seed after the other. Both are evaluated the
+on the same machine, one seed after the other; PPO in a child interpreter of its own
+(:func:`run_ppo`), because Brax's PPO calls ``jax.device_put_replicated``, which JAX 0.10
+removed: that child, and only it, provides the function for Brax, so this module never
+changes JAX in the caller's process. Both are evaluated the
 same way: the mean return of the deterministic policy alone over ``eval_episodes`` fresh
 episodes. Reported per method: the wall-clock (compile included, since a user waits for it)
 and the simulated control steps until that evaluation first reaches ``threshold``, for
@@ -25,7 +28,6 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from apexjax.bench import Figure, Section
@@ -109,31 +111,27 @@ def to_brax(task: Any) -> Any:
     return _TaskEnv()
 
 
-@contextlib.contextmanager
-def _device_put_replicated_shim() -> Iterator[None]:
-    """Brax's PPO (0.14.x) calls ``jax.device_put_replicated``, which JAX removed in 0.10.
-    For the duration of the PPO run only, provide it (same result: a leading device axis,
-    one copy per device) and take it away again afterwards; nothing else is touched."""
+def _provide_device_put_replicated() -> None:
+    """In the PPO child interpreter only (:func:`_ppo_child_main`): Brax's PPO (0.14.x, the
+    newest) calls ``jax.device_put_replicated``, which JAX removed in 0.10; give that process
+    the same function (a leading device axis, one copy per device) where JAX lacks it."""
     import jax
     import jax.numpy as jnp
 
-    try:
-        jax.device_put_replicated  # noqa: B018
-        yield
+    if hasattr(jax, "device_put_replicated"):
         return
-    except AttributeError:
-        pass
 
-    def shim(x: Any, devices: list[Any]) -> Any:
-        mesh = jax.sharding.Mesh(devices, ("d",))
-        spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    def device_put_replicated(x: Any, devices: list[Any]) -> Any:
+        # a leading device axis sharded over a mesh named as Brax's pmap axis ('i' in
+        # brax.training.agents.ppo.train), so its pmapped steps see one mesh throughout
+        from brax.training.agents.ppo import train as ppo_train
+
+        axis = getattr(ppo_train, "_PMAP_AXIS_NAME", "i")
+        mesh = jax.sharding.Mesh(devices, (axis,))
+        spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
         return jax.tree.map(lambda a: jax.device_put(jnp.stack([a] * len(devices)), spec), x)
 
-    jax.device_put_replicated = shim
-    try:
-        yield
-    finally:
-        del jax.device_put_replicated
+    jax.device_put_replicated = device_put_replicated
 
 
 def _crossing(curve: list[tuple[float, float, float]], threshold: float) -> dict[str, Any]:
@@ -255,10 +253,46 @@ def run_ppo(
     max_seconds: float = 900.0,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Brax PPO on the same task, per seed, with the same threshold and evaluation size.
+    """Brax PPO on the same task, per seed, with the same threshold and evaluation size,
+    in a child interpreter (``python -m apexjax.bench.learning --ppo-child``; see the
+    module docstring), which inherits the environment (``XLA_FLAGS`` included).
 
     A seed stops at its first evaluation at or above ``threshold``, or at the first
-    evaluation after ``max_seconds`` (then it counts as not reached)."""
+    evaluation after ``max_seconds`` (then it counts as not reached).
+
+    Raises:
+      RuntimeError: the child failed; the message ends with its last lines of output.
+    """
+    import subprocess
+
+    spec = dict(
+        task_name=task_name,
+        seeds=list(seeds),
+        threshold=threshold,
+        eval_episodes=eval_episodes,
+        max_seconds=max_seconds,
+        overrides=overrides or {},
+    )
+    cmd = [sys.executable, "-m", "apexjax.bench.learning", "--ppo-child", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in proc.stderr.splitlines():
+        log.info("ppo child: %s", line)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"the PPO baseline failed (exit status {proc.returncode}):\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _run_ppo_here(
+    task_name: str,
+    seeds: list[int],
+    threshold: float,
+    *,
+    eval_episodes: int = 16,
+    max_seconds: float = 900.0,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`run_ppo`'s work, in the child interpreter."""
     from apexjax import envs
 
     try:
@@ -292,7 +326,7 @@ def run_ppo(
             if ret >= threshold or curve[-1][0] > max_seconds:
                 raise _StopTrainingError
 
-        with _device_put_replicated_shim(), contextlib.suppress(_StopTrainingError):
+        with contextlib.suppress(_StopTrainingError):
             ppo.train(
                 environment=to_brax(task),
                 episode_length=task.episode_length,
@@ -410,8 +444,21 @@ def run(
     return Section(f"APEX vs PPO to a return threshold ({task})", figures(details), details)
 
 
+def _ppo_child_main(spec_json: str) -> int:
+    """The PPO child (:func:`run_ppo`): runs the spec, prints the result as one JSON line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    _provide_device_put_replicated()  # this interpreter is the benchmark's own
+    spec = json.loads(spec_json)
+    out = _run_ppo_here(spec.pop("task_name"), spec.pop("seeds"), spec.pop("threshold"), **spec)
+    print(json.dumps(out, default=float))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m apexjax.bench.learning``: prints the section as JSON."""
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["--ppo-child"] and len(args_list) == 2:
+        return _ppo_child_main(args_list[1])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", default="cartpole_swingup")
     p.add_argument("--quick", action="store_true")

@@ -7,7 +7,7 @@ start states:
            backend (native MuJoCo on CPU by default, or MJX), the episodes vmapped and,
            with ``devices`` > 1, split over that many JAX devices (compilation timed
            apart);
-  NumPy    the reference iCEM of :mod:`apexjax.bench.numpy_icem` on native MuJoCo, its
+  NumPy    the reference iCEM of :mod:`apexjax.reference.numpy_icem` on native MuJoCo, its
            populations rolled out by ``mujoco.rollout`` threads, episodes one after another;
   raw      batched physics alone at each planner's batch (each iteration's population x
            the horizon, iterations one after another): ``mujoco.rollout`` with MuJoCo's
@@ -45,11 +45,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from apexjax import envs
-from apexjax.bench import Figure, Section, numpy_icem, section_from_dict, section_to_dict
+from apexjax.bench import Figure, Section, section_from_dict, section_to_dict
 from apexjax.configs import parse_overrides, to_dict
 from apexjax.envs.base import State, Task
 from apexjax.planning import icem
 from apexjax.planning.mpc import make_mpc_step
+from apexjax.reference import numpy_icem
 from apexjax.sharding import make_mesh, shard_batch, split_over_devices
 
 __all__ = [

@@ -1,0 +1,217 @@
+"""The episodes of an outer iteration, as pure functions of one environment each: the
+guided expert (:attr:`EpisodeFns.expert`: the iCEM planner with the policy's candidates
+and the guidance cost acts, or the policy acts and the planner labels each visited state:
+sequential DAgger), the DAgger episode labelled in one batch afterwards
+(:attr:`EpisodeFns.relabelled`) and the policy alone (:attr:`EpisodeFns.policy`).
+Each returns a named record (:class:`Episode`, :class:`PolicyEpisode`).
+:func:`batched_episode_fns` vmaps them over a batch of keys split over the config's devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from apexjax import policy
+from apexjax.envs.base import Task
+from apexjax.guidance import adaptive_weight, guidance_distance, make_guidance_cost
+from apexjax.planning import icem
+from apexjax.planning.noise import colored_noise
+from apexjax.planning.rollout import rollout_closed_loop, rollout_open_loop
+from apexjax.run import TrainConfig
+from apexjax.sharding import make_mesh, split_over_devices
+
+__all__ = [
+    "Episode",
+    "EpisodeFns",
+    "PolicyEpisode",
+    "batched_episode_fns",
+    "episode_fns",
+    "episode_returns",
+]
+
+
+class Episode(NamedTuple):
+    """One expert or DAgger episode (per control step, T of them).
+
+    Attributes:
+      observations: ``[T, O]`` the policy's observation of each visited state.
+      labels: ``[T, A]`` the guided planner's action there (the dataset's target).
+      costs: ``[T]`` task costs of the executed steps.
+      weights: ``[T]`` the guidance weight λ each plan used.
+      simulated_steps: the planner's simulated control steps over the episode (scalar).
+      success: whether the final state counts as solved (bool scalar).
+    """
+
+    observations: jax.Array
+    labels: jax.Array
+    costs: jax.Array
+    weights: jax.Array
+    simulated_steps: jax.Array
+    success: jax.Array
+
+
+class PolicyEpisode(NamedTuple):
+    """One episode of the policy alone: ``costs`` ``[T]`` and ``success`` (bool scalar)."""
+
+    costs: jax.Array
+    success: jax.Array
+
+
+class EpisodeFns(NamedTuple):
+    """The episode functions of one config and task (one environment each).
+
+    Attributes:
+      expert: ``(policy_state, key, policy_acts, lam0, on) -> Episode``: the guided planner
+        plans at every step; it acts (``policy_acts`` False: an expert episode) or labels
+        the states the policy visits (True: DAgger, warm-started plan to plan). ``lam0``
+        is λ at the first step, ``on`` False during guidance warm-up.
+      policy: ``(policy_state, key) -> PolicyEpisode``: the policy alone, no planner.
+      relabelled: ``(policy_state, key, lam0, on) -> Episode``: DAgger with batched
+        relabelling: the policy acts for T steps, then the guided planner labels every
+        visited state at once (each plan cold-started).
+    """
+
+    expert: Callable[..., Episode]
+    policy: Callable[..., PolicyEpisode]
+    relabelled: Callable[..., Episode]
+
+
+def episode_returns(costs: jax.Array) -> jax.Array:
+    """``[E, T] -> [E]``: minus the summed cost (non-finite steps count as NaN)."""
+    return -jnp.sum(costs, axis=-1)
+
+
+def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
+    """The :class:`EpisodeFns` of ``config`` on ``task``, one environment each."""
+    pcfg, gcfg, polcfg = config.expert_planner, config.guidance, config.policy
+    T, h = task.episode_length, pcfg.horizon
+    M = config.policy_candidates
+    low, high = jnp.asarray(task.action_low), jnp.asarray(task.action_high)
+
+    def policy_obs_fn(pol: policy.PolicyState) -> Callable[[jax.Array], jax.Array]:
+        return lambda obs: policy.act(polcfg, pol, obs)
+
+    def guided_plan(pol, key, pstate, env_state, lam, on):
+        """Plan from ``env_state`` with policy candidates and guidance; returns λ for next."""
+        pi = policy_obs_fn(pol)
+        k_plan, k_noise = jax.random.split(key)
+        cands = None
+        if M:
+            own, _, _, _ = rollout_closed_loop(
+                task, env_state, lambda s: pi(task.observation(s)), h
+            )
+            noise = colored_noise(k_noise, pstate.beta, (M, h, own.shape[-1]))
+            scale = config.candidate_noise * (high - low) / 2.0
+            noisy = jnp.clip(own[None] + scale * noise, low, high)
+            cands = noisy.at[0].set(own)  # the first is the policy itself, noise-free
+        extra = None if gcfg.mode == "off" else make_guidance_cost(task, pi, lam)
+        action, pstate, info = icem.plan(
+            pcfg, k_plan, pstate, env_state, task, extra_candidates=cands, extra_cost=extra
+        )
+        dist = None
+        if gcfg.mode == "normalized":
+            # Unweighted guidance distance of the best sequence, measured by replaying it.
+            def unweighted(s, a, s2):
+                del s2
+                return guidance_distance(a, pi(task.observation(s)), low, high)
+
+            _, d, _, _ = rollout_open_loop(task, env_state, info.best_actions, unweighted)
+            dist = jnp.sum(d)
+        if gcfg.per_iteration:
+            lam_next = lam  # constant over the iteration
+        else:
+            lam_next = on * adaptive_weight(
+                gcfg,
+                best_task_cost=info.best_task_cost,
+                policy_task_cost=info.extra_candidate_task_costs[0] if M else None,
+                best_distance=dist,
+            )
+        return action, pstate, info, lam_next
+
+    def episode(pol, key, policy_acts: jax.Array | bool, lam0: jax.Array, on: jax.Array):
+        """One episode; returns per-step obs [T,O], labels [T,A], costs [T], λ [T], final.
+
+        ``lam0`` is λ at the first step; ``on`` (bool) is False during guidance warm-up."""
+        k_reset, k_steps = jax.random.split(key)
+        env0 = task.reset(k_reset)
+        pstate0 = icem.init(pcfg, (task.action_low, task.action_high))
+        pi = policy_obs_fn(pol)
+        on = jnp.asarray(on, jnp.float32)
+
+        def step(carry, k):
+            env_state, pstate, lam = carry
+            obs = task.observation(env_state)
+            label, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
+            act = jnp.where(policy_acts, pi(obs), label)
+            nxt = task.step(env_state, act)
+            cost = task.cost(env_state, act, nxt)
+            out = (obs, label, cost, lam, info.num_simulated_steps)
+            return (nxt, pstate, lam_next), out
+
+        (final, _, _), (obs, labels, costs, lams, sims) = jax.lax.scan(
+            step, (env0, pstate0, jnp.asarray(lam0, jnp.float32)), jax.random.split(k_steps, T)
+        )
+        return Episode(obs, labels, costs, lams, jnp.sum(sims), task.success(final))
+
+    def relabelled_episode(pol, key, lam0: jax.Array, on: jax.Array):
+        """DAgger with batched relabelling: the policy acts for T steps, then the guided
+        planner labels every visited state at once (cold start). Same outputs as
+        ``episode``."""
+        k_reset, k_plan = jax.random.split(key)
+        pi = policy_obs_fn(pol)
+
+        def act(s, _):
+            a = jnp.clip(pi(task.observation(s)), low, high)
+            s2 = task.step(s, a)
+            return s2, (s, task.cost(s, a, s2))
+
+        final, (states, costs) = jax.lax.scan(act, task.reset(k_reset), None, length=T)
+        pstate0 = icem.init(pcfg, (task.action_low, task.action_high))
+        lam = jnp.asarray(lam0, jnp.float32)
+        on = jnp.asarray(on, jnp.float32)
+
+        def label(s, k):
+            a, _, info, _ = guided_plan(pol, k, pstate0, s, lam, on)
+            return a, info.num_simulated_steps
+
+        labels, sims = jax.vmap(label)(states, jax.random.split(k_plan, T))
+        obs = jax.vmap(task.observation)(states)
+        return Episode(obs, labels, costs, jnp.full((T,), lam), jnp.sum(sims), task.success(final))
+
+    def policy_episode(pol, key):
+        """Policy alone (no planner): costs [T], success."""
+        pi = policy_obs_fn(pol)
+        env0 = task.reset(key)
+        _, _, costs, final = rollout_closed_loop(task, env0, lambda s: pi(task.observation(s)), T)
+        return PolicyEpisode(costs, task.success(final))
+
+    return EpisodeFns(episode, policy_episode, relabelled_episode)
+
+
+def batched_episode_fns(
+    config: TrainConfig, task: Task
+) -> tuple[Callable[..., Episode], Callable[..., PolicyEpisode]]:
+    """Episodes over a leading batch axis of keys, split over ``config.num_devices``:
+
+    ``run_episodes(pol, keys [B], policy_acts [B], lam0, on)`` (the guided planner in the
+    loop) and ``run_policy_episodes(pol, keys [B])`` (the policy alone). The policy, λ and
+    the warm-up flag are replicated on every device.
+    """
+    fns = episode_fns(config, task)
+    episode, policy_episode = fns.expert, fns.policy
+    mesh = make_mesh(config.num_devices) if config.num_devices > 1 else None
+    run_episodes = split_over_devices(
+        lambda pol, keys, acts, lam0, on: jax.vmap(lambda k, a: episode(pol, k, a, lam0, on))(
+            keys, acts
+        ),
+        mesh,
+        (False, True, True, False, False),
+    )
+    run_policy_episodes = split_over_devices(
+        lambda pol, keys: jax.vmap(lambda k: policy_episode(pol, k))(keys), mesh, (False, True)
+    )
+    return run_episodes, run_policy_episodes
