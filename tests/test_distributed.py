@@ -77,6 +77,7 @@ def _free_port() -> int:
 def test_two_processes_train_as_one(tmp_path):
     run_dir = tmp_path / "run"
     argv = ["train", "--task", "cartpole_swingup", "--run-dir", str(run_dir), "--devices", "1"]
+    argv.append("--no-render")  # no video needed here
     argv += [a for item in ITEMS for a in ("--set", item)]
     port = _free_port()
     env = dict(

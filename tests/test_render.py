@@ -6,6 +6,7 @@ machine cannot create an offscreen OpenGL context the tests skip, but only on
 """
 
 import inspect
+import io
 import json
 import os
 
@@ -17,8 +18,9 @@ import numpy as np
 import pytest
 
 import apexjax.cli
+import apexjax.commands.render
 from apexjax import envs, render
-from apexjax.commands.render import choose_gl
+from apexjax.commands.render import choose_gl, choose_gl_for_training
 from apexjax.configs import ConfigError
 from apexjax.loop import TrainConfig
 from apexjax.planning.icem import ICEMConfig
@@ -164,6 +166,20 @@ def test_command_line_picks_a_headless_gl_platform():
     assert choose_gl(env, libs.get) is None and "MUJOCO_GL" not in env  # MuJoCo's default
 
 
+def test_train_sets_a_gl_platform_only_where_its_library_is_there():
+    libs = {"EGL": "libEGL.so.1", "OSMesa": "libOSMesa.so.8"}
+    env = {}
+    assert choose_gl_for_training(env, libs.get) == "egl" and env == {"MUJOCO_GL": "egl"}
+    env = {}
+    assert choose_gl_for_training(env, {"OSMesa": "libOSMesa.so.8"}.get) == "osmesa"
+    env = {}  # neither: importing MuJoCo must not fail; the end-of-train render warns
+    assert choose_gl_for_training(env, {}.get) is None and env == {}
+    env = {"MUJOCO_GL": "osmesa"}
+    assert choose_gl_for_training(env, {}.get) == "osmesa"  # the user's choice stays
+    env = {"DISPLAY": ":0"}
+    assert choose_gl_for_training(env, libs.get) is None and "MUJOCO_GL" not in env
+
+
 TINY = TrainConfig(
     task="cartpole_swingup",
     iterations=1,
@@ -216,3 +232,66 @@ def test_plan_video(gl, tmp_path, capsys):
     assert len(frames) == 11 and frames[0].shape == (240, 320, 3)
     assert apexjax.cli.main([*argv, "--video", str(tmp_path / "plan.avi")]) == 2
     assert "must end in .mp4 or .gif" in capsys.readouterr().err
+
+
+def test_train_films_the_finished_run_unless_told_not_to(gl, tmp_path, monkeypatch, capsys):
+    """``apexjax train`` ends with the render command's files at TRAIN_RENDER's size; a
+    machine without offscreen OpenGL (or any render failure) gets one warning line and
+    the run still succeeds."""
+    from apexjax.commands.render import TRAIN_RENDER, NotRenderableError, render_after_training
+
+    run = tmp_path / "run"
+    argv = ["train", "--task", "cartpole_swingup", "--preset", "smoke", "--run-dir", str(run)]
+    assert apexjax.cli.main(argv) == 0
+    err = capsys.readouterr().err
+    out = run / "render"
+    result = json.loads((out / "render.json").read_text())
+    w, h = TRAIN_RENDER["width"], TRAIN_RENDER["height"]
+    assert (result["width"], result["height"], result["iteration"]) == (w, h, 1)
+    video = np.stack(iio.mimread(out / "side_by_side.mp4", format="FFMPEG"))
+    assert video.shape == (21, h, 2 * w + 4, 3)  # smoke: 20-step episodes
+    strip = iio.imread(out / "filmstrip.png")
+    assert strip.shape == (2 * h + 4, 8 * w + 7 * 4, 3)
+    assert {"policy", "expert"} <= set(result["paths"])
+    assert f"wrote {out / 'side_by_side.mp4'}" in err
+
+    def no_gl(*args, **kwargs):
+        raise render.RenderError("cannot create an OpenGL context (test)")
+
+    resume = ["train", "--run-dir", str(run), "--resume"]  # nothing left to train
+    with monkeypatch.context() as m:  # (the context keeps _offscreen_gl's patch)
+        m.setattr(render, "check_gl", no_gl)
+        assert apexjax.cli.main(resume) == 0
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "warning: no video" in x]
+    assert "no offscreen OpenGL" in line and f"`apexjax render {run}`" in line
+    assert json.loads((out / "render.json").read_text())["iteration"] == 1  # left as it was
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    stream = io.StringIO()
+    with monkeypatch.context() as m:
+        m.setattr(render, "policy_episodes", broken)
+        assert render_after_training(run, stream=stream) is None
+    (line,) = stream.getvalue().splitlines()[1:]  # after the "compiling..." line
+    assert "rendering failed (RuntimeError: boom second line)" in line
+
+    def not_mujoco(*args, **kwargs):
+        raise NotRenderableError("task 'point_mass' is not a MuJoCo task to render")
+
+    stream = io.StringIO()
+    with monkeypatch.context() as m:
+        m.setattr(apexjax.commands.render, "render_run", not_mujoco)
+        assert render_after_training(run, stream=stream) is None
+    assert stream.getvalue().startswith("render: skipped (task 'point_mass'")
+
+
+def test_render_imports_the_runs_task_modules(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "my_swing"}))
+    (run / "metadata.json").write_text(json.dumps({"task_modules": ["no_such_task_mod"]}))
+    assert apexjax.cli.main(["render", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "'no_such_task_mod'" in err and "metadata.json" in err, err

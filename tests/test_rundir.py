@@ -89,7 +89,7 @@ def test_resume_keeps_the_saved_target_and_rewinds_metrics(base, run, capsys):
     shutil.rmtree(run / "checkpoints" / "3")
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"iteration": 3, "expert_ret')
-    assert main(["train", "--run-dir", str(run), "--resume"]) == 0
+    assert main(["train", "--run-dir", str(run), "--resume", "--no-render"]) == 0
     err = capsys.readouterr().err
     assert "iter 3/3" in err and "/10" not in err  # the saved target, not the CLI default
     assert "(n=2 episodes each)" in err and COMPILE_NOTE in err

@@ -83,7 +83,8 @@ def test_cli_train_then_eval(tmp_path, capsys):
     from apexjax.cli import main
 
     run_dir = tmp_path / "run"
-    args = ["train", "--task", "point_mass", "--run-dir", str(run_dir), "--set", "iterations=1"]
+    args = ["train", "--task", "point_mass", "--run-dir", str(run_dir), "--no-render"]
+    args += ["--set", "iterations=1"]
     # CFG's training step (a hit in the compilation cache after the resume test)
     for item in CFG_ITEMS:
         args += ["--set", item]

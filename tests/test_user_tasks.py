@@ -66,6 +66,7 @@ def _forget() -> None:
 
 def _train_argv(run_dir, *extra):
     argv = ["train", "--task", TASK, "--run-dir", str(run_dir), "--set", "iterations=1"]
+    argv.append("--no-render")  # no video needed here
     for item in CFG_ITEMS:
         argv += ["--set", item]
     return [*argv, *extra]
@@ -88,7 +89,7 @@ def test_import_trains_and_the_run_imports_its_module_again(user_module, tmp_pat
     assert cli.main(["export", str(run_dir), "--out", str(tmp_path / "p.npz")]) == 0
     assert (tmp_path / "p.npz").exists()
     _forget()
-    argv = ["train", "--resume", "--run-dir", str(run_dir), "--set", "iterations=2"]
+    argv = ["train", "--resume", "--run-dir", str(run_dir), "--set", "iterations=2", "--no-render"]
     assert cli.main(argv) == 0
     rows = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2

@@ -8,6 +8,9 @@ frames evenly spaced, rows: policy, expert, for each episode) and ``render.json`
 success, frames, paths). With ``--episodes N`` the videos play the episodes one after
 another.
 
+:func:`render_run` is the same from Python; ``apexjax train`` ends with
+:func:`render_after_training` (small frames, a warning instead of a failure).
+
 Headless (no ``DISPLAY``) the command sets ``MUJOCO_GL=egl`` if it is unset (``osmesa``
 where only OSMesa is installed) before MuJoCo is imported.
 """
@@ -21,6 +24,7 @@ import os
 import pathlib
 import sys
 from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
 
 from apexjax.configs import ConfigError
 
@@ -74,6 +78,72 @@ def prepare_gl() -> None:
         ) from None
 
 
+def choose_gl_for_training(
+    environ: MutableMapping[str, str] | None = None,
+    find_library: Callable[[str], str | None] = ctypes.util.find_library,
+) -> str | None:
+    """:func:`choose_gl` for ``apexjax train``, which renders only at its end (call it
+    before MuJoCo is first imported): ``MUJOCO_GL`` is set only to a platform whose library
+    is installed, so that a machine with neither trains as before, its render then failing
+    with :class:`apexjax.render.RenderError` (one warning). Returns ``MUJOCO_GL``
+    afterwards (None where unset)."""
+    env = os.environ if environ is None else environ
+    trial = dict(env)
+    gl = choose_gl(trial, find_library)
+    if not env.get("MUJOCO_GL") and gl in _GL_LIBS and find_library(_GL_LIBS[gl][0]):
+        env["MUJOCO_GL"] = gl
+    return env.get("MUJOCO_GL") or None
+
+
+#: the end-of-training render (``apexjax train`` without ``--no-render``): the command's
+#: default episode and filmstrip at a quarter of its pixels, to stay cheap
+TRAIN_RENDER = {"width": 160, "height": 120}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def render_after_training(run_dir: pathlib.Path, stream: TextIO | None = None) -> dict | None:
+    """The end of ``apexjax train``: :func:`render_run` of the finished run at
+    :data:`TRAIN_RENDER` into ``RUN_DIR/render``, with one line on ``stream`` (default
+    stderr) saying what was written. Never fails the training: without an offscreen
+    OpenGL context (:class:`apexjax.render.RenderError`), or on any other error, one
+    warning line (how to enable it; ``apexjax render RUN_DIR`` renders it later) and
+    ``None``; a task that is not a MuJoCo task is skipped with one line."""
+    stream = sys.stderr if stream is None else stream
+    later = f"`apexjax render {run_dir}` renders it later"
+    try:
+        result = render_run(run_dir, stream=stream, **TRAIN_RENDER)
+    except NotRenderableError as e:
+        print(f"render: skipped ({_one_line(e)})", file=stream, flush=True)
+        return None
+    except Exception as e:  # a finished training run never fails because of its video
+        from apexjax.render import RenderError
+
+        if isinstance(e, RenderError):
+            what = f"no offscreen OpenGL: {_one_line(e)}"
+        else:
+            what = f"rendering failed ({type(e).__name__}: {_one_line(e)})"
+        print(
+            f"warning: no video of the run, {what}. The run is complete; {later} "
+            "(--no-render skips this step)",
+            file=stream,
+            flush=True,
+        )
+        return None
+    (ep, *_) = result["episodes"]
+    paths = result["paths"]
+    print(
+        f"render: policy return {ep['policy_return']:.2f}, expert {ep['expert_return']:.2f} "
+        f"from the same start; wrote {paths['side_by_side']}, {paths['filmstrip']} (and the "
+        f"policy/expert videos, render.json beside them)",
+        file=stream,
+        flush=True,
+    )
+    return result
+
+
 def _positive(name: str, v: int | None) -> None:
     if v is not None and v < 1:
         raise ConfigError(f"--{name}: must be >= 1, got {v}")
@@ -97,99 +167,162 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=None, help="default: real time (1 / task dt)")
 
 
+class NotRenderableError(ConfigError):
+    """The run's task has no MuJoCo model to draw (a pure-JAX task, a Brax adapter)."""
+
+
+def render_run(
+    run_dir: pathlib.Path,
+    out: pathlib.Path | None = None,
+    *,
+    episodes: int = 1,
+    seed: int = 1,
+    gif: bool = False,
+    width: int = 320,
+    height: int = 240,
+    frames: int = 8,
+    camera: str | None = None,
+    fps: float | None = None,
+    stream: TextIO | None = None,
+) -> dict[str, Any]:
+    """What ``apexjax render RUN_DIR`` does, from Python: the run's last checkpoint, its
+    policy alone and its expert from the same start state(s), rendered and written to
+    ``out`` (default ``RUN_DIR/render``: ``policy``, ``expert`` and ``side_by_side`` videos,
+    ``filmstrip.png``, ``render.json``). The run's task modules are imported first
+    (:func:`apexjax.cli.import_run_modules`). One status line goes to ``stream`` (default
+    stderr) before the episodes compile. Call :func:`prepare_gl` (or set ``MUJOCO_GL``)
+    before MuJoCo is first imported.
+
+    Returns:
+      the ``render.json`` dict (returns and success per episode, paths, size, fps).
+
+    Raises:
+      NotRenderableError: the task is no MuJoCo task.
+      apexjax.render.RenderError: no OpenGL context (before any episode runs).
+      ConfigError: a bad option, no run or no readable checkpoint there.
+    """
+    for name, v in (("episodes", episodes), ("width", width), ("height", height)):
+        _positive(name, v)
+    _positive("frames", frames)
+    if fps is not None and not fps > 0:
+        raise ConfigError(f"--fps: must be > 0, got {fps}")
+    run_dir = pathlib.Path(run_dir)
+    stream = sys.stderr if stream is None else stream
+
+    import jax
+    import numpy as np
+
+    from apexjax import render
+    from apexjax.cli import import_run_modules
+    from apexjax.loop import build_task
+    from apexjax.train import load_checkpoint
+
+    import_run_modules(run_dir)  # the modules that register the run's task
+    config, state = load_checkpoint(run_dir, 1)  # one device: a few episodes
+    task = build_task(config)
+    if getattr(task, "mj_model", None) is None:
+        raise NotRenderableError(f"{run_dir}: task {config.task!r} is not a MuJoCo task to render")
+    if camera is not None:
+        names = [task.mj_model.camera(i).name for i in range(task.mj_model.ncam)]
+        if camera not in names:
+            raise ConfigError(f"--camera: {config.task} has no camera {camera!r}: {names}")
+    render.check_gl(task)  # fail now, not after the episodes
+    out = run_dir / "render" if out is None else pathlib.Path(out)
+    fps = fps or 1.0 / task.dt
+    keys = jax.random.split(jax.random.PRNGKey(seed), episodes)
+    print(
+        f"render {config.task} ({getattr(task, 'backend', 'mjx')} physics): {episodes} "
+        f"episode(s) x {task.episode_length} steps of the policy and of the expert; compiling...",
+        file=stream,
+        flush=True,
+    )
+    ran = {
+        "policy": render.policy_episodes(config, task, state.policy, keys),
+        "expert": render.expert_episodes(config, task, state.policy, keys, state.guidance_weight),
+    }
+    videos = {
+        name: [
+            render.render_states(task, ep.states, width=width, height=height, camera=camera)
+            for ep in eps
+        ]
+        for name, eps in ran.items()
+    }
+    ext = ".gif" if gif else ".mp4"
+    paths = {}
+    for name, clips in videos.items():
+        paths[name] = render.write_video(out / f"{name}{ext}", np.concatenate(clips), fps)
+    both = render.side_by_side([np.concatenate(videos["policy"]), np.concatenate(videos["expert"])])
+    paths["side_by_side"] = render.write_video(out / f"side_by_side{ext}", both, fps)
+    rows = [videos[name][e] for e in range(episodes) for name in ("policy", "expert")]
+    paths["filmstrip"] = render.write_image(out / "filmstrip.png", render.filmstrip(rows, frames))
+    result = {
+        "run_dir": str(run_dir),
+        "task": config.task,
+        "backend": getattr(task, "backend", None),
+        "has_success": bool(task.has_success),
+        "iteration": int(state.iteration),
+        "guidance_weight": float(state.guidance_weight),
+        "seed": seed,
+        "episodes": [
+            {
+                f"{name}_{field}": value
+                for name in ("policy", "expert")
+                for field, value in (
+                    ("return", ran[name][e].episode_return),
+                    ("success", ran[name][e].success),
+                )
+            }
+            for e in range(episodes)
+        ],
+        "frames_per_episode": task.episode_length + 1,
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "camera": camera,
+        "filmstrip_rows": [f"{name} {e}" for e in range(episodes) for name in ("policy", "expert")],
+        "paths": {k: str(v) for k, v in paths.items()},
+        "mujoco_gl": os.environ.get("MUJOCO_GL"),
+    }
+    (out / "render.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def episode_lines(result: dict[str, Any]) -> list[str]:
+    """One line per filmed episode of a :func:`render_run` result: the returns (and
+    success, for a task that has it) of the policy and of the expert."""
+    lines = []
+    for e, r in enumerate(result["episodes"]):
+        line = (
+            f"episode {e}: policy return {r['policy_return']:.2f}, expert {r['expert_return']:.2f}"
+        )
+        if result.get("has_success"):
+            line += f"; success policy {r['policy_success']}, expert {r['expert_success']}"
+        lines.append(line)
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     for name in ("episodes", "width", "height", "frames"):
         _positive(name, getattr(args, name))
     if args.fps is not None and not args.fps > 0:
         raise ConfigError(f"--fps: must be > 0, got {args.fps}")
     prepare_gl()
-
-    import jax
-    import numpy as np
-
-    from apexjax import render
-    from apexjax.loop import build_task
-    from apexjax.train import load_checkpoint
-
-    config, state = load_checkpoint(args.run_dir, 1)  # one device: a few episodes
-    task = build_task(config)
-    if getattr(task, "mj_model", None) is None:
-        raise ConfigError(f"{args.run_dir}: task {config.task!r} is not a MuJoCo task to render")
-    if args.camera is not None:
-        names = [task.mj_model.camera(i).name for i in range(task.mj_model.ncam)]
-        if args.camera not in names:
-            raise ConfigError(f"--camera: {config.task} has no camera {args.camera!r}: {names}")
-    render.check_gl(task)  # fail now, not after the episodes
-    out = args.out or args.run_dir / "render"
-    fps = args.fps or 1.0 / task.dt
-    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.episodes)
-    print(
-        f"render {config.task} ({getattr(task, 'backend', 'mjx')} physics): {args.episodes} "
-        f"episode(s) x {task.episode_length} steps of the policy and of the expert; compiling...",
-        file=sys.stderr,
-        flush=True,
+    result = render_run(
+        args.run_dir,
+        args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        gif=args.gif,
+        width=args.width,
+        height=args.height,
+        frames=args.frames,
+        camera=args.camera,
+        fps=args.fps,
     )
-    episodes = {
-        "policy": render.policy_episodes(config, task, state.policy, keys),
-        "expert": render.expert_episodes(config, task, state.policy, keys, state.guidance_weight),
-    }
-    frames = {
-        name: [
-            render.render_states(
-                task, ep.states, width=args.width, height=args.height, camera=args.camera
-            )
-            for ep in eps
-        ]
-        for name, eps in episodes.items()
-    }
-    ext = ".gif" if args.gif else ".mp4"
-    paths = {}
-    for name, videos in frames.items():
-        paths[name] = render.write_video(out / f"{name}{ext}", np.concatenate(videos), fps)
-    both = render.side_by_side([np.concatenate(frames["policy"]), np.concatenate(frames["expert"])])
-    paths["side_by_side"] = render.write_video(out / f"side_by_side{ext}", both, fps)
-    rows = [frames[name][e] for e in range(args.episodes) for name in ("policy", "expert")]
-    paths["filmstrip"] = render.write_image(
-        out / "filmstrip.png", render.filmstrip(rows, args.frames)
-    )
-    result = {
-        "run_dir": str(args.run_dir),
-        "task": config.task,
-        "backend": getattr(task, "backend", None),
-        "iteration": int(state.iteration),
-        "guidance_weight": float(state.guidance_weight),
-        "seed": args.seed,
-        "episodes": [
-            {
-                f"{name}_{field}": value
-                for name in ("policy", "expert")
-                for field, value in (
-                    ("return", episodes[name][e].episode_return),
-                    ("success", episodes[name][e].success),
-                )
-            }
-            for e in range(args.episodes)
-        ],
-        "frames_per_episode": task.episode_length + 1,
-        "fps": fps,
-        "width": args.width,
-        "height": args.height,
-        "camera": args.camera,
-        "filmstrip_rows": [
-            f"{name} {e}" for e in range(args.episodes) for name in ("policy", "expert")
-        ],
-        "paths": {k: str(v) for k, v in paths.items()},
-        "mujoco_gl": os.environ.get("MUJOCO_GL"),
-    }
-    (out / "render.json").write_text(json.dumps(result, indent=2))
-    for e, r in enumerate(result["episodes"]):
-        line = (
-            f"episode {e}: policy return {r['policy_return']:.2f}, expert {r['expert_return']:.2f}"
-        )
-        if task.has_success:
-            line += f"; success policy {r['policy_success']}, expert {r['expert_success']}"
+    for line in episode_lines(result):
         print(line)
-    print(f"wrote {', '.join(str(p) for p in paths.values())}, {out / 'render.json'}")
+    out = pathlib.Path(result["paths"]["filmstrip"]).parent
+    print(f"wrote {', '.join(result['paths'].values())}, {out / 'render.json'}")
     return 0
 
 

@@ -20,6 +20,12 @@ Resuming (``--resume``) continues the run's saved config up to its saved target;
 ``--set iterations=N`` changes the target (other ``--set`` items and ``--preset`` are
 refused). Progress goes to stderr: a tqdm bar on a terminal, one line per stage and
 iteration otherwise (CI logs); the result JSON goes to stdout.
+
+At the end (process 0 of a single-process run; ``--no-render`` skips it) the command films
+the run as ``apexjax render RUN_DIR`` does, small (:data:`apexjax.commands.render.TRAIN_RENDER`),
+into ``RUN_DIR/render``; without offscreen OpenGL that is one warning line, never a failure.
+``--tensorboard [DIR]`` also writes every metrics row as TensorBoard scalars
+(:mod:`apexjax.tensorboard`; default ``RUN_DIR/tensorboard``, appended to on ``--resume``).
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from typing import Any, TextIO
 from apexjax.configs import (
     ConfigError,
 )
+
+#: ``--tensorboard`` without DIR
+_IN_RUN_DIR = object()
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -81,6 +90,24 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         metavar="FIELD=VALUE",
         help="TrainConfig override, repeatable; sub-configs as planner.FIELD, policy.FIELD, "
         "guidance.FIELD (e.g. --set iterations=5 --set planner.population=64)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const=_IN_RUN_DIR,  # no DIR: RUN_DIR/tensorboard (not a str: argparse keeps it)
+        default=None,
+        type=pathlib.Path,
+        metavar="DIR",
+        help="also write each metrics row as TensorBoard scalars (step = iteration) into DIR "
+        "(default: RUN_DIR/tensorboard; a resumed run appends there); needs the tensorboard "
+        "extra: pip install 'apexjax[tensorboard]'",
+    )
+    p.add_argument(
+        "--no-render",
+        dest="render",
+        action="store_false",
+        help="do not film the finished run (by default the policy alone and the expert from "
+        "the same start, small, into RUN_DIR/render as `apexjax render RUN_DIR` names them)",
     )
     g = p.add_argument_group(
         "several processes",
@@ -323,6 +350,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--hang-timeout: must be >= 0 seconds, got {args.hang_timeout}")
     if args.devices is not None and args.devices < 1:
         raise ConfigError(f"--devices: must be >= 1, got {args.devices}")
+    if args.tensorboard is not None:  # a missing extra: one line before anything starts
+        from apexjax.tensorboard import require_tensorboardx
+
+        require_tensorboardx()
+    if args.render and "mujoco" not in sys.modules:  # MuJoCo reads MUJOCO_GL at import
+        from apexjax.commands.render import choose_gl_for_training
+
+        choose_gl_for_training()
     from apexjax import cli, envs
 
     if args.resume:  # the run's own task modules, before any task is looked up
@@ -437,6 +472,18 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"{what}{where}", file=sys.stderr, flush=True)
         bar = Progress(total, unit="iteration")
+    callback = progress
+    tensorboard = None
+    if args.tensorboard is not None and primary:
+        from apexjax.tensorboard import MetricsWriter
+
+        tb_dir = run_dir / "tensorboard" if args.tensorboard is _IN_RUN_DIR else args.tensorboard
+        tensorboard = MetricsWriter(tb_dir)
+
+        def callback(it: int, row: dict[str, float]) -> None:
+            progress(it, row)
+            tensorboard(it, row)
+
     from apexjax.train import summary_table
     from apexjax.watchdog import Watchdog
 
@@ -450,14 +497,28 @@ def run(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 iterations=iterations if args.resume else None,
                 num_devices=num_devices,
-                callback=progress,
+                callback=callback,
                 on_stage=on_stage,
                 metadata=meta,
             )
     finally:
         if bar is not None:
             bar.close()
+        if tensorboard is not None:
+            tensorboard.close()
     if primary:
         print(summary_table(summary), file=sys.stderr, flush=True)
         print(json.dumps(summary["final"], indent=2))
+        if tensorboard is not None:
+            print(f"TensorBoard: tensorboard --logdir {tensorboard.logdir}", file=sys.stderr)
+        if args.render and processes > 1:
+            print(
+                f"render: skipped in a multi-process run; `apexjax render {run_dir}` renders it",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif args.render:  # never fails the run: a warning line where it cannot render
+            from apexjax.commands.render import render_after_training
+
+            render_after_training(run_dir)
     return 0
