@@ -22,10 +22,11 @@ venv: $(BIN)/.installed
 # directory (a finished run is never overwritten), then evaluate it and export it to NumPy.
 run: venv
 	@d=runs/train-$(TASK)-$$(date +%Y%m%d-%H%M%S); \
-	$(BIN)/apexjax train --task $(TASK) --run-dir $$d $(RUN_ARGS) && \
+	$(BIN)/apexjax train --task $(TASK) --run-dir $$d $(RUN_ARGS) --no-render && \
 	$(BIN)/apexjax eval $$d --episodes 8 && \
 	$(BIN)/apexjax export $$d --out $$d/policy.npz && \
-	echo "run directory: $$d (summary.md, learning_curve.png, eval.json, policy.npz)"
+	echo "run directory: $$d (summary.md, learning_curve.png, eval.json, policy.npz;" \
+	  "a video of it: $(BIN)/apexjax render $$d)"
 
 # The whole test suite (CI runs exactly this).
 test: venv

@@ -105,7 +105,8 @@ class MetricsWriter:
         )
         self.close()
 
-    def __call__(self, iteration: int, row: Mapping[str, Any]) -> None:
+    def __call__(self, iteration: int, row: Mapping[str, Any], *_state: Any) -> None:
+        # (iteration, row) as train's callback; fit's callback also passes the state
         if self._failed:
             return
         try:

@@ -30,6 +30,23 @@ def _cli_keeps_test_cache(monkeypatch):
     monkeypatch.setattr(apexjax.cli, "enable_compile_cache", lambda path: None)
 
 
+@pytest.fixture
+def register_task():
+    """``register_task(name, factory, config_cls)``: :func:`apexjax.envs.register` for this
+    test only; every task it registered is removed again afterwards."""
+    import apexjax.envs as envs
+
+    names = []
+
+    def register(name, factory, config_cls):
+        envs.register(name, factory, config_cls)
+        names.append(name)
+
+    yield register
+    for name in names:
+        envs.unregister(name)
+
+
 # The files that take longest (measured with ``--durations`` on a fresh clone: mostly the MJX
 # compiles of the paper's models, the MJX fidelity checks and the closed-loop solves) run
 # first, so that with ``-n 2 --dist loadfile --no-loadscope-reorder`` (the Makefile's

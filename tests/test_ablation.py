@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from apexjax import envs
 from apexjax.envs.base import State, Task, TaskConfig
 from apexjax.planning import icem
 
@@ -111,8 +110,8 @@ def test_report_reads_older_result_files():
     assert "| 820 |" in text  # planner steps per control step, from the saved config
 
 
-def test_planner_only_shares_schema_and_episodes(tmp_path):
-    envs.register(TOY, _Line, _LineConfig)
+def test_planner_only_shares_schema_and_episodes(tmp_path, register_task):
+    register_task(TOY, _Line, _LineConfig)
     out = tmp_path / f"{TOY}.json"
     # Planner-only methods alone: two small evaluation programs (a training method's
     # compile would double the time; its schema is covered by the report tests below).

@@ -7,27 +7,23 @@ import json
 import math
 
 import pytest
+from _tiny import tiny_config
 
 from apexjax import compare
 from apexjax.cli import main
 from apexjax.commands import compare as compare_cmd
 from apexjax.configs import ConfigError
-from apexjax.loop import TrainConfig
+from apexjax.guidance import GuidanceConfig
 from apexjax.planning.icem import ICEMConfig, simulated_per_step
-from apexjax.policy import PolicyConfig
 from apexjax.train import train
 
-# the tiny cart-pole run of test_render.py (its training step), on native physics
-TINY = TrainConfig(
-    task="cartpole_swingup",
-    iterations=1,
-    num_envs=2,
+# the run compare reads: cart-pole on native physics, guidance as configured by default
+TINY = tiny_config(
+    "cartpole_swingup",
     episode_length=20,
-    sgd_steps=5,
     dataset_capacity=200,
     backend="native",
-    planner=ICEMConfig(population=8, elites=2, horizon=5, iterations=2, beta=0.25),
-    policy=PolicyConfig(hidden=(16,), batch_size=16),
+    guidance=GuidanceConfig(),
 )
 
 

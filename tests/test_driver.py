@@ -6,25 +6,13 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from _tiny import tiny_config
 
-from apexjax import policy
 from apexjax.configs import ConfigError
 from apexjax.driver import fit, init_states
-from apexjax.guidance import GuidanceConfig
-from apexjax.loop import TrainConfig, build_task
-from apexjax.planning.icem import ICEMConfig
+from apexjax.loop import build_task
 
-CFG = TrainConfig(
-    task="point_mass",
-    iterations=3,
-    num_envs=2,
-    episode_length=10,
-    sgd_steps=20,
-    dataset_capacity=200,
-    planner=ICEMConfig(population=8, elites=2, horizon=5, iterations=2),
-    policy=policy.PolicyConfig(hidden=(16,), batch_size=16),
-    guidance=GuidanceConfig("progress", 0.1),
-)
+CFG = tiny_config(iterations=3, episode_length=10, sgd_steps=20, dataset_capacity=200)
 
 
 def _same(a, b):

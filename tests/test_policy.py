@@ -122,12 +122,21 @@ def test_loss_weights_and_zero_weights():
 
 
 def test_no_clip_and_weight_decay_optimizer_runs():
-    cfg = policy.PolicyConfig(hidden=(8,), grad_clip=None, weight_decay=1e-4, activation="relu")
     sample_fn, _ = _linear_sample_fn(4)
-    state = policy.init(cfg, jax.random.key(0), 4, LOW, HIGH)
-    new, mean_loss = policy.train_steps(cfg, state, jax.random.key(1), sample_fn, 3)
-    assert np.isfinite(float(mean_loss))
-    assert int(new.step) == 3
+
+    def trained(**kw):
+        cfg = policy.PolicyConfig(hidden=(8,), activation="relu", **kw)
+        state = policy.init(cfg, jax.random.key(0), 4, LOW, HIGH)
+        new, mean_loss = policy.train_steps(cfg, state, jax.random.key(1), sample_fn, 3)
+        assert np.isfinite(float(mean_loss)) and int(new.step) == 3
+        return state, new
+
+    start, plain = trained(grad_clip=None, weight_decay=0.0)
+    _, decayed = trained(grad_clip=None, weight_decay=0.5)
+    # the updates moved the weights, and decoupled weight decay pulls them toward zero
+    assert not np.allclose(plain.params[0]["W"], start.params[0]["W"])
+    norm = lambda s: float(sum(jnp.sum(layer["W"] ** 2) for layer in s.params))  # noqa: E731
+    assert norm(decayed) < norm(plain)
 
 
 @pytest.mark.parametrize(

@@ -157,13 +157,13 @@ def test_entry_points_load_lazily_by_name(user_module, monkeypatch):
         envs.check_task("ep_broken")
 
 
-def test_which_tasks_are_user_tasks(user_module):
+def test_which_tasks_are_user_tasks(user_module, register_task):
     from apexjax.envs.tasks.point_mass import PointMass, PointMassConfig
 
     assert not envs.is_user_task("point_mass")
     assert not envs.is_user_task("brax:ant") and envs.is_adapter("brax:ant")
     assert not envs.is_user_task(TASK)  # not registered (yet)
-    envs.register(TASK, PointMass, PointMassConfig)
+    register_task(TASK, PointMass, PointMassConfig)
     assert envs.is_user_task(TASK)
     # the metadata of a new run names the modules only for a user task
     os.environ[registry.TASK_MODULES_ENV] = user_module
@@ -173,6 +173,20 @@ def test_which_tasks_are_user_tasks(user_module):
     finally:
         del os.environ[registry.TASK_MODULES_ENV]
     assert cli.with_task_modules(None, TASK) is None  # nothing imported: nothing to record
+
+
+def test_a_registered_task_can_be_removed_again():
+    from apexjax.envs.tasks.point_mass import PointMass, PointMassConfig
+
+    envs.register("mine_for_now", PointMass, PointMassConfig)
+    assert "mine_for_now" in envs.names()
+    envs.unregister("mine_for_now")
+    assert "mine_for_now" not in envs.names()
+    with pytest.raises(envs.registry.UnknownTaskError):
+        envs.make("mine_for_now")
+    envs.unregister("mine_for_now")  # not registered: nothing happens
+    with pytest.raises(ConfigError, match="shipped task"):
+        envs.unregister("cartpole_swingup")
 
 
 def test_register_refuses_adapter_names_and_non_dataclasses():

@@ -14,6 +14,7 @@ from apexjax.envs.registry import (
     names,
     planner_beta,
     register,
+    unregister,
 )
 
 #: the former name of :class:`MujocoTask`, from when MJX was its only backend.
@@ -40,4 +41,5 @@ __all__ = [
     "register",
     "resolve_backend",
     "tree_is_finite",
+    "unregister",
 ]

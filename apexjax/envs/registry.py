@@ -53,6 +53,7 @@ __all__ = [
     "names",
     "planner_beta",
     "register",
+    "unregister",
 ]
 
 #: entry point group of installed packages' tasks (name: task name, value: its module).
@@ -107,6 +108,18 @@ def register(name: str, factory: Callable[[Any], Task], config_cls: type[TaskCon
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"register({name!r}): config_cls must be a dataclass, got {config_cls!r}")
     _REGISTRY[name] = (factory, config_cls)
+
+
+def unregister(name: str) -> None:
+    """Removes the task registered under ``name`` (a test's, or one of your own); a name
+    that is not registered is left alone.
+
+    Raises:
+      ConfigError: ``name`` is a shipped task (those stay registered).
+    """
+    if name in _BUILTIN_MODULES:
+        raise ConfigError(f"unregister: {name!r} is a shipped task and stays registered")
+    _REGISTRY.pop(name, None)
 
 
 def is_adapter(name: str) -> bool:
