@@ -16,15 +16,14 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
+from _tiny import tiny_config
 
 import apexjax.cli
 import apexjax.commands.render
 from apexjax import envs, render
 from apexjax.commands.render import choose_gl, choose_gl_for_training
 from apexjax.configs import ConfigError
-from apexjax.loop import TrainConfig
-from apexjax.planning.icem import ICEMConfig
-from apexjax.policy import PolicyConfig
+from apexjax.guidance import GuidanceConfig
 from apexjax.train import train
 
 W, H, T = 64, 48, 30
@@ -180,15 +179,8 @@ def test_train_sets_a_gl_platform_only_where_its_library_is_there():
     assert choose_gl_for_training(env, libs.get) is None and "MUJOCO_GL" not in env
 
 
-TINY = TrainConfig(
-    task="cartpole_swingup",
-    iterations=1,
-    num_envs=2,
-    episode_length=20,
-    sgd_steps=5,
-    dataset_capacity=200,
-    planner=ICEMConfig(population=8, elites=2, horizon=5, iterations=2, beta=0.25),
-    policy=PolicyConfig(hidden=(16,), batch_size=16),
+TINY = tiny_config(
+    "cartpole_swingup", episode_length=20, dataset_capacity=200, guidance=GuidanceConfig()
 )
 
 

@@ -20,28 +20,15 @@ import textwrap
 import time
 
 import pytest
+from _tiny import tiny_config
 
 import apexjax.train as train_mod
 from apexjax.cli import main
 from apexjax.commands.train import COMPILE_NOTE, Progress
 from apexjax.configs import ConfigError
-from apexjax.guidance import GuidanceConfig
-from apexjax.loop import TrainConfig
-from apexjax.planning.icem import ICEMConfig
-from apexjax.policy import PolicyConfig
 from apexjax.train import RunDirError, RunLock, checkpoint_steps, load_checkpoint, train
 
-CFG = TrainConfig(
-    task="point_mass",
-    iterations=3,
-    num_envs=2,
-    episode_length=6,
-    sgd_steps=5,
-    dataset_capacity=100,
-    planner=ICEMConfig(population=8, elites=2, horizon=5, iterations=2),
-    policy=PolicyConfig(hidden=(16,), batch_size=16),
-    guidance=GuidanceConfig("progress", 0.1),
-)
+CFG = tiny_config(iterations=3)
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,12 @@ import dataclasses
 import json
 
 import pytest
+from _tiny import tiny_config
 
 from apexjax.configs import ConfigError
-from apexjax.guidance import GuidanceConfig
-from apexjax.loop import TrainConfig
-from apexjax.planning.icem import ICEMConfig
-from apexjax.policy import PolicyConfig
 from apexjax.train import load_checkpoint, train
 
-CFG = TrainConfig(
-    task="point_mass",
-    iterations=2,
-    num_envs=2,
-    episode_length=6,
-    sgd_steps=5,
-    dataset_capacity=100,
-    planner=ICEMConfig(population=8, elites=2, horizon=5, iterations=2),
-    policy=PolicyConfig(hidden=(16,), batch_size=16),
-    guidance=GuidanceConfig("progress", 0.1),
-)
+CFG = tiny_config(iterations=2)
 
 
 # CFG as command-line items
