@@ -125,3 +125,12 @@ def test_train_writes_the_metrics_rows_and_resume_appends(tmp_path, capsys):
     assert cli.main([*argv, "--tensorboard", str(other)]) == 0
     assert not other.exists()
     capsys.readouterr()
+
+
+def test_the_writer_is_also_fits_callback(tmp_path):
+    # apexjax.driver.fit calls callback(iteration, row, state) and stops on a true result
+    logdir = tmp_path / "tb"
+    with MetricsWriter(logdir) as w:
+        assert w(1, {"iteration": 1, "loss": 0.5}, object()) is None  # None: go on
+        assert w(2, {"iteration": 2, "loss": 0.25}, object()) is None
+    assert [v for _, v in read_scalars(logdir)["loss"]] == [0.5, 0.25]
