@@ -32,3 +32,20 @@ def tiny_config(task: str = "point_mass", **overrides) -> TrainConfig:
     )
     kw.update(overrides)
     return TrainConfig(**kw)
+
+
+#: :func:`tiny_config`'s values as ``apexjax train --set`` items (iterations and task apart)
+TINY_ITEMS = [
+    "num_envs=2",
+    "episode_length=6",
+    "sgd_steps=5",
+    "dataset_capacity=100",
+    "planner.population=8",
+    "planner.elites=2",
+    "planner.horizon=5",
+    "planner.iterations=2",
+    "policy.hidden=[16]",
+    "policy.batch_size=16",
+    "guidance.mode=progress",
+    "guidance.weight=0.1",
+]

@@ -11,6 +11,7 @@ import logging
 import sys
 
 import pytest
+from _tiny import TINY_ITEMS
 
 from apexjax import cli
 from apexjax.configs import ConfigError
@@ -67,21 +68,7 @@ def test_a_missing_tensorboardx_is_one_line_naming_the_extra(monkeypatch, tmp_pa
     assert not run.exists()  # before anything started
 
 
-# test_train.py's config (point_mass, pure JAX): a hit in the compilation cache
-CFG_ITEMS = [
-    "num_envs=2",
-    "episode_length=6",
-    "sgd_steps=5",
-    "dataset_capacity=100",
-    "planner.population=8",
-    "planner.elites=2",
-    "planner.horizon=5",
-    "planner.iterations=2",
-    "policy.hidden=[16]",
-    "policy.batch_size=16",
-    "guidance.mode=progress",
-    "guidance.weight=0.1",
-]
+CFG_ITEMS = TINY_ITEMS  # tests/_tiny.py: test_train.py's config as --set items
 
 
 def _scalars_match_metrics(run_dir, logdir):

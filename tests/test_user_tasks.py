@@ -12,6 +12,7 @@ import os
 import sys
 
 import pytest
+from _tiny import TINY_ITEMS
 
 from apexjax import cli, envs
 from apexjax.configs import ConfigError
@@ -26,21 +27,7 @@ from apexjax.envs.tasks.point_mass import PointMass, PointMassConfig
 register({TASK!r}, PointMass, PointMassConfig)
 """
 
-# tests/test_train.py's CFG as command-line items
-CFG_ITEMS = [
-    "num_envs=2",
-    "episode_length=6",
-    "sgd_steps=5",
-    "dataset_capacity=100",
-    "planner.population=8",
-    "planner.elites=2",
-    "planner.horizon=5",
-    "planner.iterations=2",
-    "policy.hidden=[16]",
-    "policy.batch_size=16",
-    "guidance.mode=progress",
-    "guidance.weight=0.1",
-]
+CFG_ITEMS = TINY_ITEMS  # tests/_tiny.py: test_train.py's config as --set items
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import sys
 import time
@@ -127,21 +126,11 @@ def run(args: argparse.Namespace) -> int:
         **result,
         "environment": environment_info(),
     }
+    from apexjax.commands.eval import _write  # atomic, as eval writes its JSON
+
     _write(path, json.dumps(out, indent=2) + "\n")
     print(compare.format_table(out))
     if not out["same_start_states"]:
         print("warning: the controllers did not start from the same states", file=sys.stderr)
     print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-def _write(path: pathlib.Path, text: str) -> None:
-    """Writes ``path`` atomically (a temporary file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
