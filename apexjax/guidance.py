@@ -26,6 +26,15 @@ How λ adapts (REFERENCE.md leaves the paper's formula open; each reading is a m
   ``make run`` never left λ = 0, with the policy at -50 and the expert at -18).
   Measured worse than ``progress`` on cart-pole (3 seeds): switched on early, it dragged the
   expert from -28 to -70 (docs/experiments.md), so ``progress`` stays the default.
+- ``progress_gap``: λ = λ0 · min(r_progress, r_gap), the two readings above from the same
+  C*, C_π and C_0: guidance only where both say the policy has caught up. On a sparse task
+  the ``progress`` ratio is near 1 as soon as the expert succeeds once, because a failing
+  policy's cost is close to the expert's in relative terms (measured on Fetch Pick&Place,
+  costs 0-50: C* = 47, C_π = 50 gave r = 0.94 with the policy failing every episode), and it
+  is exactly 1 while expert and policy both fail (C* = C_π: λ = λ0, full guidance toward an
+  untrained policy); ``gap`` is 0 in both cases, as no part of the gap from C_0 is closed.
+  Where the expert beats the untrained policy from the start (the dense tasks), ``gap`` is the
+  larger of the two and this is ``progress``.
 - ``relative``: the same formula as ``progress`` per control step, from the previous plan: C_π the task cost
   of the policy's own candidate, C* the best candidate's. Measured weakness: early on, when
   every candidate is equally poor (a pendulum hanging down), r ≈ 1, λ = λ0, and the planner
@@ -62,7 +71,7 @@ __all__ = [
     "normalize_action",
 ]
 
-GuidanceMode = Literal["off", "fixed", "progress", "gap", "relative", "normalized"]
+GuidanceMode = Literal["off", "fixed", "progress", "gap", "progress_gap", "relative", "normalized"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +99,15 @@ class GuidanceConfig:
 
     @property
     def per_iteration(self) -> bool:
-        """Whether λ is set once per outer iteration (``progress``, ``gap``) rather than per
-        control step."""
-        return self.mode in ("progress", "gap")
+        """Whether λ is set once per outer iteration (``progress``, ``gap``,
+        ``progress_gap``) rather than per control step."""
+        return self.mode in ("progress", "gap", "progress_gap")
+
+    @property
+    def measures_untrained(self) -> bool:
+        """Whether a run measures C_0, the untrained policy's episode cost, in its first
+        iteration (``gap``, ``progress_gap``)."""
+        return self.mode in ("gap", "progress_gap")
 
 
 def guidance_distance(
@@ -136,18 +151,19 @@ def adaptive_weight(
     """λ from measured costs (float32 scalar, always finite, >= 0).
 
     ``relative`` and ``normalized`` read the previous plan (per control step); ``progress``
-    and ``gap`` read whole episodes (once per outer iteration). Warm-up is applied by the
+    ``gap`` and ``progress_gap`` read whole episodes (once per outer iteration). Warm-up is applied by the
     caller.
 
     Args:
       config: the mode and λ0.
       best_task_cost: ``relative``/``normalized``: task cost of the best candidate (summed
-        over the horizon); ``progress``/``gap``: C*, the best mean expert episode cost so far.
+        over the horizon); per-iteration modes: C*, the best mean expert episode cost so far.
       policy_task_cost: ``relative``: task cost of the policy's own candidate;
-        ``progress``/``gap``: C_π, the mean episode cost of the policy acting alone.
+        per-iteration modes: C_π, the mean episode cost of the policy acting alone.
       best_distance: unweighted guidance distance of the best candidate, summed over the
         horizon (``normalized`` mode).
-      untrained_task_cost: C_0, the mean episode cost of the untrained policy (``gap``).
+      untrained_task_cost: C_0, the mean episode cost of the untrained policy (``gap``,
+        ``progress_gap``).
     """
     lam0 = jnp.float32(config.weight)
     eps = jnp.float32(config.eps)
@@ -160,16 +176,18 @@ def adaptive_weight(
         if policy_task_cost is None:
             raise ValueError(f"adaptive_weight(mode={config.mode!r}) needs policy_task_cost")
         pol = jnp.asarray(policy_task_cost, jnp.float32)
-        r = jnp.clip(1.0 - (pol - best) / (jnp.abs(best) + eps), 0.0, 1.0)
-        lam = lam0 * r
-    elif config.mode == "gap":
+        lam = lam0 * _progress_ratio(best, pol, eps)
+    elif config.mode in ("gap", "progress_gap"):
         if policy_task_cost is None or untrained_task_cost is None:
             raise ValueError(
-                "adaptive_weight(mode='gap') needs policy_task_cost and untrained_task_cost"
+                f"adaptive_weight(mode={config.mode!r}) needs policy_task_cost and "
+                "untrained_task_cost"
             )
         pol = jnp.asarray(policy_task_cost, jnp.float32)
         ref = jnp.asarray(untrained_task_cost, jnp.float32)
         r = jnp.clip((ref - pol) / jnp.maximum(ref - best, eps), 0.0, 1.0)
+        if config.mode == "progress_gap":
+            r = jnp.minimum(r, _progress_ratio(best, pol, eps))
         lam = lam0 * r
     else:
         if best_distance is None:
@@ -177,6 +195,11 @@ def adaptive_weight(
         dist = jnp.asarray(best_distance, jnp.float32)
         lam = jnp.minimum(lam0 * jnp.abs(best) / (dist + eps), jnp.float32(config.max_weight))
     return jnp.where(jnp.isfinite(lam), lam, 0.0)
+
+
+def _progress_ratio(best: jax.Array, pol: jax.Array, eps: jax.Array) -> jax.Array:
+    """r = clip(1 − (C_π − C*) / (|C*| + ε), 0, 1) (``progress``, ``relative``)."""
+    return jnp.clip(1.0 - (pol - best) / (jnp.abs(best) + eps), 0.0, 1.0)
 
 
 def initial_weight(config: GuidanceConfig, stored: jax.Array, on: jax.Array | bool) -> jax.Array:
@@ -201,7 +224,7 @@ def next_iteration_weight(
     policy_cost: jax.Array,
     untrained_policy_cost: jax.Array,
 ) -> jax.Array:
-    """The λ an outer iteration stores for the next one: in ``progress`` and ``gap`` mode
+    """The λ an outer iteration stores for the next one: in the per-iteration modes
     :func:`adaptive_weight` of the episode costs (C* the best mean expert episode cost so far,
     C_π the policy alone after this iteration's update, C_0 the untrained policy's), 0 while
     no expert episode has a finite cost; the other modes keep ``stored`` (unused by them)."""

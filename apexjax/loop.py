@@ -127,7 +127,7 @@ def make_train_step(
         lam0 = initial_weight(gcfg, state.guidance_weight, on)
         best = state.best_expert_cost
         untrained = state.untrained_policy_cost
-        if gcfg.mode == "gap":  # C_0: the policy acting alone before its first update
+        if gcfg.measures_untrained:  # C_0: the policy acting alone before its first update
             # its own key (folded in), so the other modes' keys, and results, stay as they were
             k_ref = jax.random.split(jax.random.fold_in(state.key, 0x6761), E)
 
@@ -200,7 +200,7 @@ def make_train_step(
         )
         if config.expert_data:
             metrics["best_expert_return"] = -best
-        if gcfg.mode == "gap":
+        if gcfg.measures_untrained:
             metrics["untrained_policy_return"] = -untrained
         if not task.has_success:
             metrics.pop("expert_success", None)

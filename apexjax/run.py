@@ -187,11 +187,11 @@ class TrainConfig:
 class TrainState:
     """Everything a resumed run needs. ``key`` is raw uint32 key data (checkpoint-friendly).
 
-    ``guidance_weight`` is λ for the next iteration in ``progress`` and ``gap`` modes
+    ``guidance_weight`` is λ for the next iteration in the per-iteration modes
     (unused by the per-step modes); ``best_expert_cost`` is the lowest mean expert episode
     cost so far (+inf before the first iteration); ``untrained_policy_cost`` the mean
-    episode cost of the untrained policy acting alone (``gap`` mode measures it in the first
-    iteration; NaN before that and in the other modes).
+    episode cost of the untrained policy acting alone (``gap`` and ``progress_gap``
+    measure it in the first iteration; NaN before that and in the other modes).
     """
 
     policy: policy.PolicyState

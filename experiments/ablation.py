@@ -57,7 +57,7 @@ from apexjax.planning import icem
 from apexjax.presets import train_config
 from benchmarks._common import environment_info, write_json
 
-METHODS = ("icem", "cem", "bc", "dagger", "fixed", "apex", "gap")
+METHODS = ("icem", "cem", "bc", "dagger", "fixed", "apex", "gap", "progress_gap")
 PLANNER_ONLY = ("icem", "cem")
 # Budget without --preset (the flags of the committed cart-pole ablation override these).
 DEFAULTS = {
@@ -96,8 +96,8 @@ def method_config(base: TrainConfig, method: str, weight: float) -> TrainConfig:
         return r(base, policy_candidates=1, guidance=GuidanceConfig("fixed", weight))
     if method == "apex":
         return r(base, policy_candidates=1, guidance=GuidanceConfig("progress", weight))
-    if method == "gap":  # APEX with the gap-closing weight (guidance.py)
-        return r(base, policy_candidates=1, guidance=GuidanceConfig("gap", weight))
+    if method in ("gap", "progress_gap"):  # APEX with another per-iteration weight
+        return r(base, policy_candidates=1, guidance=GuidanceConfig(method, weight))
     raise ConfigError(f"--methods: unknown method {method!r}; allowed: {', '.join(METHODS)}")
 
 

@@ -172,6 +172,30 @@ def test_the_per_iteration_weight_rules_live_in_guidance():
     # no finite expert episode yet: no guidance
     kw_inf = {**kw, "best_expert_cost": jnp.float32(jnp.inf)}
     assert float(next_iteration_weight(prog, 0.7, **kw_inf)) == 0.0
+    # progress_gap: the smaller of the two ratios, (0.5, 25/30) here
+    both = GuidanceConfig("progress_gap", 0.5)
+    assert both.per_iteration and both.measures_untrained and not prog.measures_untrained
+    assert float(next_iteration_weight(both, 0.0, **kw)) == pytest.approx(0.25, rel=1e-3)
+    # sparse Fetch: the expert succeeded once (C* = 47), the policy fails (C_pi = C_0 = 50):
+    # progress reads 0.94, gap 0 (nothing closed)
+    fetch = dict(
+        best_expert_cost=jnp.float32(47.0),
+        policy_cost=jnp.float32(50.0),
+        untrained_policy_cost=jnp.float32(50.0),
+    )
+    assert float(next_iteration_weight(prog, 0.0, **fetch)) == pytest.approx(
+        0.5 * 44 / 47, rel=1e-4
+    )
+    assert float(next_iteration_weight(both, 0.0, **fetch)) == 0.0
+    # both fail every episode (C* = C_pi = C_0): progress gives λ0, progress_gap 0
+    fail = {**fetch, "best_expert_cost": jnp.float32(50.0)}
+    assert float(next_iteration_weight(prog, 0.0, **fail)) == pytest.approx(0.5)
+    assert float(next_iteration_weight(both, 0.0, **fail)) == 0.0
+    # the policy has closed the gap and matches the expert: full weight from both readings
+    done = {**fetch, "policy_cost": jnp.float32(47.0)}
+    assert float(next_iteration_weight(both, 0.0, **done)) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="untrained_task_cost"):
+        adaptive_weight(both, best_task_cost=1.0, policy_task_cost=1.0)
     # the per-step and fixed modes keep what is stored (unused by them)
     assert float(next_iteration_weight(GuidanceConfig("fixed", 2.0), 0.3, **kw)) == pytest.approx(
         0.3

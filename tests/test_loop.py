@@ -239,3 +239,17 @@ def test_gap_measures_the_untrained_policy_once_and_sets_lambda_from_it():
     s2, m2 = step(s1)
     assert float(s2.untrained_policy_cost) == c0  # measured once
     assert float(m2["lambda_mean"]) == pytest.approx(float(m1["next_lambda"]))
+
+
+def test_progress_gap_measures_the_untrained_policy_and_takes_the_smaller_ratio():
+    cfg = dataclasses.replace(
+        PM, guidance=GuidanceConfig("progress_gap", 0.1), episode_length=8, sgd_steps=20
+    )
+    task = build_task(cfg)
+    s1, m1 = make_train_step(cfg, task)(init_train_state(cfg, task))
+    c0 = float(s1.untrained_policy_cost)
+    assert np.isfinite(c0) and float(m1["untrained_policy_return"]) == pytest.approx(-c0)
+    best, pol = -float(m1["best_expert_return"]), -float(m1["policy_return"])
+    r_progress = np.clip(1 - (pol - best) / (abs(best) + 1e-3), 0, 1)
+    r_gap = np.clip((c0 - pol) / max(c0 - best, 1e-3), 0, 1)
+    assert float(m1["next_lambda"]) == pytest.approx(0.1 * min(r_progress, r_gap), abs=1e-6)
