@@ -138,10 +138,12 @@ def test_dict_observations_use_state_entry_or_sorted_leaves():
     np.testing.assert_array_equal(flatten_observation(obs), jnp.array([1.0, 2.0, 3.0]))
 
 
-def test_importing_apexjax_does_not_import_brax_or_playground():
+def test_importing_apexjax_does_not_import_brax_playground_or_mjx():
+    # MJX takes seconds to import (it brings in MuJoCo Warp): a native task never loads it
     code = (
-        "import sys, apexjax, apexjax.envs, apexjax.envs.adapters; "
-        "bad = [m for m in ('brax', 'mujoco_playground') if m in sys.modules]; "
+        "import sys, apexjax, apexjax.envs, apexjax.envs.adapters, apexjax.cli; "
+        "apexjax.envs.make('door', backend='native'); "
+        "bad = [m for m in ('brax', 'mujoco_playground', 'mujoco.mjx') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -20,19 +20,30 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
 
 from apexjax.configs import ConfigError, check_choice, check_int
 from apexjax.envs.base import State, Task, TaskConfig
 from apexjax.envs.native import DERIVED_FIELDS, NativeSim
 
+if TYPE_CHECKING:
+    from mujoco import mjx
+
 __all__ = ["BACKENDS", "MujocoTask", "MujocoTaskConfig", "resolve_backend"]
+
+
+def _mjx() -> Any:
+    """``mujoco.mjx``, imported on first use: it takes seconds to import (it brings in
+    MuJoCo Warp), and a task on the native backend never needs it."""
+    from mujoco import mjx
+
+    return mjx
+
 
 #: the physics backends a MuJoCo task accepts.
 BACKENDS = ("auto", "mjx", "native")
@@ -130,7 +141,7 @@ class MujocoTask(Task):
         own device: MJX's default, ``jax.devices()[0]``, belongs to process 0 in a
         multi-process run, and the model is closed over as a constant."""
         with jax.ensure_compile_time_eval():  # concrete arrays even if first used in a trace
-            return mjx.put_model(self.mjx_mj_model, device=jax.local_devices()[0])
+            return _mjx().put_model(self.mjx_mj_model, device=jax.local_devices()[0])
 
     @functools.cached_property
     def mjx_mj_model(self) -> mujoco.MjModel:
@@ -185,8 +196,8 @@ class MujocoTask(Task):
 
             def forward(qpos, qvel, info):
                 m = self.model(info)
-                data = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
-                return mjx.forward(m, data)
+                data = _mjx().make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
+                return _mjx().forward(m, data)
 
         return jax.jit(forward)
 
@@ -248,14 +259,14 @@ class MujocoTask(Task):
 
         def physics(data, info):
             m = self.model(info)
-            d = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(m, d), data)
+            d = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: _mjx().step(m, d), data)
             # mjx.step leaves positions one substep stale: recompute what the task reads
             if stages:
-                d = mjx.kinematics(m, d)
+                d = _mjx().kinematics(m, d)
             if stages & {"com", "vel"}:
-                d = mjx.com_pos(m, d)
+                d = _mjx().com_pos(m, d)
             if "vel" in stages:
-                d = mjx.com_vel(m, d)
+                d = _mjx().com_vel(m, d)
             return d
 
         return jax.jit(physics)
