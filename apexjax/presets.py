@@ -190,7 +190,6 @@ def _paper(task: str) -> dict[str, object]:
         "policy.batch_size": 256,
         "policy_candidates": 1,
         "candidate_noise": 0.1,
-        "guidance.mode": "progress",
         "guidance.weight": 1.0,
     }
     p["dataset_capacity"] = _rows(p, task)

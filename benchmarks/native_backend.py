@@ -6,7 +6,9 @@ Two sections, every shipped MuJoCo task, native backend, measured side by side i
     One jitted iCEM control step (:func:`apexjax.planning.icem.plan`, the ``paper`` budget:
     N = 40, I = 3, K = 10, h = 30, the task's beta) for E environments at once (vmap), against
     raw batched native physics at the same batch sizes per iteration (E x the iteration's
-    population, shifted elites included), the same horizon and MuJoCo's own threads:
+    population, shifted elites included), the same horizon and MuJoCo's own threads, on the
+    planner's workload (each environment's start state and model fields, controls drawn as
+    the planner's first iteration draws them):
     ``mujoco.rollout`` (one C call per iteration, controls held for frame_skip substeps) and
     ``mujoco.batch`` stepped one control step at a time (what the backend calls).
     Reported: simulated physics steps per second of each, and the planner's fraction of the
@@ -23,6 +25,7 @@ Two sections, every shipped MuJoCo task, native backend, measured side by side i
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import pathlib
@@ -44,6 +47,7 @@ if __package__ in (None, ""):
 import apexjax.envs as envs
 from apexjax.envs.native import default_threads
 from apexjax.planning import icem
+from apexjax.planning.noise import colored_noise
 from benchmarks._common import environment_info, write_json
 
 TASKS = (
@@ -91,24 +95,46 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
     rows[0] += icem.num_keep(cfg)
     h, fs, m = cfg.horizon, task.frame_skip, task.mj_model
     batches = [n_envs * r for r in rows]
-    rng = np.random.default_rng(0)
+    # The raw baselines simulate the planner's own workload: every environment's start state
+    # and model fields (the door's drawn position), and controls drawn as the planner's
+    # first iteration draws them (colored noise of the task's beta around mid-range,
+    # init_std, clipped to the bounds); rows are environment-major, as the vmap lays them out.
     lo, hi = m.actuator_ctrlrange.T
-    ctrls = [np.repeat(rng.uniform(lo, hi, (b, h, m.nu)), fs, axis=1) for b in batches]
-    # the start state of env 0, as MuJoCo's full physics state
-    row = np.asarray(states.data.state[0]).view(np.float64)
-    d = mujoco.MjData(m)
-    mujoco.mj_setState(m, d, row, mujoco.mjtState.mjSTATE_INTEGRATION)
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    ctrls = []
+    for i, b in enumerate(batches):
+        eps = colored_noise(jax.random.key(100 + i), cfg.beta, (b, h, m.nu))
+        c = np.clip(mid + cfg.init_std * half * np.asarray(eps, np.float64), lo, hi)
+        ctrls.append(np.repeat(c, fs, axis=1))
+    env_rows = np.asarray(states.data.state).view(np.float64)  # [E, nstate]
+    values = jax.vmap(task.model_fields)(states.info) if task.model_field_names else {}
+    values = {k: np.asarray(v, np.float64) for k, v in values.items()}
     full = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    start = np.empty(mujoco.mj_stateSize(m, full))
-    mujoco.mj_getState(m, d, start, full)
+    models, starts = [], []
+    for e in range(n_envs):
+        me = copy.copy(m)
+        for k, v in values.items():
+            getattr(me, k)[...] = v[e]
+        d = mujoco.MjData(me)
+        mujoco.mj_setState(me, d, env_rows[e], mujoco.mjtState.mjSTATE_INTEGRATION)
+        start = np.empty(mujoco.mj_stateSize(me, full))
+        mujoco.mj_getState(me, d, start, full)
+        models.append(me)
+        starts.append(start)
     threads = default_threads()
     datas = [mujoco.MjData(m) for _ in range(threads)]
-    sims = {b: mj_batch.Batch(m, b, nthread=threads) for b in set(batches)}
+    sims = {}
+    for b in set(batches):
+        sim = mj_batch.Batch(m, b, nthread=threads)
+        for k, v in values.items():
+            sim.expand(k)[...] = np.repeat(v, b // n_envs, axis=0)
+        sims[b] = sim
+    per_row = {b: np.repeat(np.arange(n_envs), b // n_envs) for b in set(batches)}
 
     def stepped():
         for b, c in zip(batches, ctrls, strict=True):
             sim = sims[b]
-            sim.state[:] = row
+            sim.state[:] = env_rows[per_row[b]]
             for t in range(h):
                 sim.ctrl[:] = c[:, t * fs]
                 sim.step(nstep=fs)
@@ -117,7 +143,15 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
         # interleaved, so that a drift in the machine's speed hits all three alike
         fns = {
             "plan": lambda: jax.block_until_ready(plan(keys, ps, states)),
-            "rollout": lambda: [pool.rollout(m, datas, start[None], c) for c in ctrls],
+            "rollout": lambda: [
+                pool.rollout(
+                    [models[e] for e in per_row[len(c)]],
+                    datas,
+                    np.array([starts[e] for e in per_row[len(c)]]),
+                    c,
+                )
+                for c in ctrls
+            ],
             "batch": stepped,
         }
         times = _interleaved(fns, repeats)
@@ -148,6 +182,7 @@ import jax
 from apexjax import envs, presets
 from apexjax.loop import TrainConfig, build_task, init_train_state, make_train_step
 from apexjax.planning import icem
+from apexjax.planning.noise import colored_noise
 from apexjax.planning.mpc import run_mpc
 name = sys.argv[1]
 out = {}

@@ -1,5 +1,7 @@
 """The paper's comparison on one task: planner alone (iCEM, plain CEM at equal budget) and
-policies distilled from it (BC only, DAgger only, fixed-λ guidance, APEX adaptive λ).
+policies distilled from it (BC only, DAgger only, fixed-λ guidance, APEX adaptive λ with
+the default weight rule, and APEX with each other per-iteration rule: ``progress``, ``gap``,
+``progress_gap``; see :mod:`apexjax.guidance`).
 
 Training methods train from the same seeds with the same planner and the same number of
 planner calls per iteration (BC only, which has no DAgger phase, runs twice the expert
@@ -9,7 +11,7 @@ Planner-only methods train nothing: ``icem`` is the unguided iCEM expert at the 
 budget, ``cem`` plain CEM (:func:`apexjax.presets.cem_at_equal_budget`: white noise, no
 memory, a population that simulates as many steps per control step, within 5 %). Every
 method is evaluated by the same :func:`apexjax.loop.make_evaluate` on the same keys, so the
-experts of all six methods start from the same states.
+experts of all methods start from the same states.
 
 Seeds run side by side in ONE jitted call (``jax.vmap`` over the training states), so a
 3-seed run costs about one seed's wall-clock on an accelerator.
@@ -57,7 +59,7 @@ from apexjax.planning import icem
 from apexjax.presets import train_config
 from benchmarks._common import environment_info, write_json
 
-METHODS = ("icem", "cem", "bc", "dagger", "fixed", "apex", "gap", "progress_gap")
+METHODS = ("icem", "cem", "bc", "dagger", "fixed", "apex", "progress", "gap", "progress_gap")
 PLANNER_ONLY = ("icem", "cem")
 # Budget without --preset (the flags of the committed cart-pole ablation override these).
 DEFAULTS = {
@@ -94,9 +96,9 @@ def method_config(base: TrainConfig, method: str, weight: float) -> TrainConfig:
         return r(base, policy_candidates=0, guidance=GuidanceConfig("off"))
     if method == "fixed":
         return r(base, policy_candidates=1, guidance=GuidanceConfig("fixed", weight))
-    if method == "apex":
-        return r(base, policy_candidates=1, guidance=GuidanceConfig("progress", weight))
-    if method in ("gap", "progress_gap"):  # APEX with another per-iteration weight
+    if method == "apex":  # the default weight rule
+        return r(base, policy_candidates=1, guidance=GuidanceConfig(weight=weight))
+    if method in ("progress", "gap", "progress_gap"):  # APEX with another per-iteration weight
         return r(base, policy_candidates=1, guidance=GuidanceConfig(method, weight))
     raise ConfigError(f"--methods: unknown method {method!r}; allowed: {', '.join(METHODS)}")
 

@@ -103,7 +103,7 @@ def test_progress_uses_the_same_ratio_on_episode_costs():
     assert lam == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0], abs=1e-5)
     assert float(adaptive_weight(cfg, best_task_cost=20.0, policy_task_cost=jnp.nan)) == 0.0
     assert cfg.per_iteration and not GuidanceConfig("relative").per_iteration
-    assert GuidanceConfig().mode == "progress"  # the default
+    assert GuidanceConfig().mode == "progress_gap"  # the default
 
 
 def test_gap_is_the_fraction_of_the_gap_closed_and_ignores_the_cost_offset():

@@ -31,7 +31,7 @@ CFG = TrainConfig(
     guidance=GuidanceConfig("off"),
 )
 
-# APEX as configured by default (progress guidance, DAgger, policy candidates) on point_mass:
+# APEX as configured by default (progress_gap guidance, DAgger, policy candidates) on point_mass:
 # 2 s episodes, long enough to reach any goal (about 1.5 s at full force) and stop there.
 PM = TrainConfig(
     task="point_mass",
@@ -41,7 +41,7 @@ PM = TrainConfig(
     dataset_capacity=1000,
     planner=ICEMConfig(population=8, elites=2, horizon=8, iterations=2),
     policy=policy.PolicyConfig(hidden=(32, 32), batch_size=64),
-    guidance=GuidanceConfig("progress", 0.1),
+    guidance=GuidanceConfig(weight=0.1),  # the default mode
 )
 PM_ITERATIONS = 5
 
@@ -169,6 +169,14 @@ def test_progress_guided_step_runs_and_logs_lambda(guided):
     assert lam == 0.0  # the first iteration is unguided (no policy evaluation yet)
     assert 0.0 <= float(m["next_lambda"]) <= 0.1 + 1e-6
     assert float(s1.guidance_weight) == float(m["next_lambda"])
+    # the default rule: 0.1 x the smaller of the progress and gap ratios, C_0 measured once
+    c0 = float(s1.untrained_policy_cost)
+    assert np.isfinite(c0) and float(m["untrained_policy_return"]) == pytest.approx(-c0)
+    best, pol = -float(m["best_expert_return"]), -float(m["policy_return"])
+    r_progress = np.clip(1 - (pol - best) / (abs(best) + 1e-3), 0, 1)
+    r_gap = np.clip((c0 - pol) / max(c0 - best, 1e-3), 0, 1)
+    assert float(m["next_lambda"]) == pytest.approx(0.1 * min(r_progress, r_gap), abs=1e-6)
+    assert float(states[2].untrained_policy_cost) == c0
     # a forced λ in the state is what the next iteration's episodes use
     forced = s1.replace(guidance_weight=jnp.float32(0.07))
     s2, m2 = step(forced)
@@ -239,17 +247,3 @@ def test_gap_measures_the_untrained_policy_once_and_sets_lambda_from_it():
     s2, m2 = step(s1)
     assert float(s2.untrained_policy_cost) == c0  # measured once
     assert float(m2["lambda_mean"]) == pytest.approx(float(m1["next_lambda"]))
-
-
-def test_progress_gap_measures_the_untrained_policy_and_takes_the_smaller_ratio():
-    cfg = dataclasses.replace(
-        PM, guidance=GuidanceConfig("progress_gap", 0.1), episode_length=8, sgd_steps=20
-    )
-    task = build_task(cfg)
-    s1, m1 = make_train_step(cfg, task)(init_train_state(cfg, task))
-    c0 = float(s1.untrained_policy_cost)
-    assert np.isfinite(c0) and float(m1["untrained_policy_return"]) == pytest.approx(-c0)
-    best, pol = -float(m1["best_expert_return"]), -float(m1["policy_return"])
-    r_progress = np.clip(1 - (pol - best) / (abs(best) + 1e-3), 0, 1)
-    r_gap = np.clip((c0 - pol) / max(c0 - best, 1e-3), 0, 1)
-    assert float(m1["next_lambda"]) == pytest.approx(0.1 * min(r_progress, r_gap), abs=1e-6)
