@@ -26,8 +26,8 @@ How λ adapts (REFERENCE.md leaves the paper's formula open; each reading is a m
   ``make run`` never left λ = 0, with the policy at -50 and the expert at -18).
   Measured worse than ``progress`` on cart-pole (3 seeds): switched on early, it dragged the
   expert from -28 to -70 (docs/experiments.md).
-- ``progress_gap`` (the default): λ = λ0 · min(r_progress, r_gap), the two readings above from the same
-  C*, C_π and C_0: guidance only where both say the policy has caught up. On a sparse task
+- ``progress_gap`` (the default): λ = λ0 · min(r_progress, r_gap), the two readings above
+  from the same C*, C_π and C_0: guidance only where both say the policy has caught up. On a sparse task
   the ``progress`` ratio is near 1 as soon as the expert succeeds once, because a failing
   policy's cost is close to the expert's in relative terms (measured on Fetch Pick&Place,
   costs 0-50: C* = 47, C_π = 50 gave r = 0.94 with the policy failing every episode), and it
@@ -153,9 +153,9 @@ def adaptive_weight(
 ) -> jax.Array:
     """λ from measured costs (float32 scalar, always finite, >= 0).
 
-    ``relative`` and ``normalized`` read the previous plan (per control step); ``progress``
-    ``gap`` and ``progress_gap`` read whole episodes (once per outer iteration). Warm-up is applied by the
-    caller.
+    ``relative`` and ``normalized`` read the previous plan (per control step); ``progress``,
+    ``gap`` and ``progress_gap`` read whole episodes (once per outer iteration). Warm-up is
+    applied by the caller.
 
     Args:
       config: the mode and λ0.
@@ -206,8 +206,8 @@ def _progress_ratio(best: jax.Array, pol: jax.Array, eps: jax.Array) -> jax.Arra
 
 
 def initial_weight(config: GuidanceConfig, stored: jax.Array, on: jax.Array | bool) -> jax.Array:
-    """λ at the first step of an episode: the stored per-iteration λ (``progress``,
-    ``gap``: a run's ``TrainState.guidance_weight``), λ0 (``fixed``) or 0 (``off`` and the
+    """λ at the first step of an episode: the stored per-iteration λ (the per-iteration
+    modes: a run's ``TrainState.guidance_weight``), λ0 (``fixed``) or 0 (``off`` and the
     per-step modes, which start unguided and adapt plan by plan); 0 while ``on`` is False
     (guidance warm-up)."""
     if config.per_iteration:
