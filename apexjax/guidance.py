@@ -35,9 +35,9 @@ How λ adapts (REFERENCE.md leaves the paper's formula open; each reading is a m
   untrained policy); ``gap`` is 0 in both cases, as no part of the gap from C_0 is closed.
   Where the expert beats the untrained policy from the start (the dense tasks), ``gap`` is the
   larger of the two and this is ``progress``: on cart-pole (3 seeds, docs/experiments.md)
-  the two gave the same runs bit for bit, while on sparse Fetch (one seed, paper planner)
-  the guided expert succeeded in 2 of 6 episodes of iterations 2-4 at λ = 0 where
-  ``progress``, at λ = 1, had succeeded in none.
+  the two gave the same runs bit for bit, while on sparse Fetch (one seed, paper planner,
+  the same start states) the expert succeeded in 4 of the 12 episodes of iterations 2-7 at
+  λ = 0, where ``progress`` guided it at λ = 1 toward a failing policy and it succeeded in 1.
 - ``relative``: the same formula as ``progress`` per control step, from the previous plan: C_π the task cost
   of the policy's own candidate, C* the best candidate's. Measured weakness: early on, when
   every candidate is equally poor (a pendulum hanging down), r ≈ 1, λ = λ0, and the planner

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sparse door's expert beyond the paper budget: a longer horizon and a wider search.
+# The sparse door's expert beyond the paper budget: a longer horizon, a wider search, both.
 # Same layout as experiments/expert_sweep.sh (4 episodes, seed 0, native physics).
 set -euo pipefail
 out=${1:-experiments/results/expert}
@@ -13,3 +13,4 @@ run() {  # label [plan options...]
 }
 run h60 --set horizon=60
 run h60std1 --set horizon=60 --set init_std=1.0
+run std1 --set init_std=1.0
