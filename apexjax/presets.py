@@ -68,6 +68,7 @@ __all__ = [
     "cem_at_equal_budget",
     "config_reduction",
     "override_items",
+    "plan_config",
     "preset_budget",
     "preset_names",
     "preset_overrides",
@@ -279,6 +280,38 @@ def train_config(
     if preset is not None:
         config = apply_overrides(config, preset_overrides(task, preset))
     return apply_overrides(config, overrides)
+
+
+def plan_config(
+    task: str,
+    preset: str | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    cem: bool = False,
+) -> ICEMConfig:
+    """The planner ``apexjax plan`` runs on ``task``: iCEM with the task's own β, the
+    planner budget of preset ``preset`` if given, then ``overrides`` (``"field=value"``
+    strings, as ``apexjax plan --set`` takes them). With ``cem``: the authors' plain CEM,
+    at the preset's simulated steps per control step (:func:`cem_at_equal_budget`) if a
+    preset is given, else :func:`apexjax.planning.icem.cem_config`'s defaults.
+
+    Raises:
+      ConfigError: an unknown task or preset, or a bad override.
+    """
+    from apexjax import envs
+    from apexjax.configs import parse_overrides
+    from apexjax.planning import icem
+
+    envs.check_task(task)
+    base = icem.ICEMConfig(beta=envs.planner_beta(task))
+    if preset is not None:
+        budget = sub_overrides(preset_overrides(task, preset), "planner")
+        base = dataclasses.replace(base, **budget)  # a preset is a budget: β stays the task's
+        if cem:
+            base = cem_at_equal_budget(base)
+    elif cem:
+        base = icem.cem_config()
+    return parse_overrides(icem.ICEMConfig, overrides, base=base)
 
 
 @dataclasses.dataclass(frozen=True)

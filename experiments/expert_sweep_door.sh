@@ -11,6 +11,10 @@ run() {  # label [plan options...]
   "$bin" plan --task door --preset paper --episodes 4 --seed 0 --task-set backend=native \
     --chunk 25 --out "$out/door_$label.json" "$@"
 }
-run h60 --set horizon=60
-run h60std1 --set horizon=60 --set init_std=1.0
-run std1 --set init_std=1.0
+# these three ran at beta 2.0 (`plan --preset` then dropped the task's beta 2.5, since fixed);
+# the explicit beta reproduces them
+run h60 --set horizon=60 --set beta=2.0
+run h60std1 --set horizon=60 --set init_std=1.0 --set beta=2.0
+run std1 --set init_std=1.0 --set beta=2.0
+# the task's beta (2.5), on 4 other start states (the last --seed wins)
+run h60std1b25s1 --set horizon=60 --set init_std=1.0 --seed 1

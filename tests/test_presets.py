@@ -183,3 +183,26 @@ def test_importing_presets_does_not_import_jax():
     code = "import sys, apexjax.presets; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("task, name", ALL)
+def test_plan_config_keeps_the_tasks_beta_under_every_preset(task, name):
+    # `apexjax plan --preset`: the preset's planner budget with the task's own β (a preset
+    # carries no β; building the planner from the preset alone once gave ICEMConfig's 2.0)
+    planner = presets.plan_config(task, name)
+    assert planner.beta == envs.planner_beta(task)
+    assert planner == dataclasses.replace(
+        build_config(task, [], preset=name).planner, num_extra_candidates=0
+    )
+    over = presets.plan_config(task, name, ["horizon=7", "beta=0.5"])
+    assert (over.horizon, over.beta, over.population) == (7, 0.5, planner.population)
+    cem = presets.plan_config(task, name, cem=True)
+    assert cem == presets.cem_at_equal_budget(planner)
+    assert cem.beta == 0.0 and cem.sampling == "truncated"
+
+
+def test_plan_config_without_a_preset():
+    assert presets.plan_config("door") == icem.ICEMConfig(beta=envs.planner_beta("door"))
+    assert presets.plan_config("door", cem=True) == icem.cem_config()
+    with pytest.raises(ConfigError, match="populaton"):
+        presets.plan_config("door", overrides=["populaton=3"])

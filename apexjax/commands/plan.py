@@ -90,21 +90,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps: must be >= 1, got {args.steps}")
-    base = icem.cem_config() if args.cem else icem.ICEMConfig()
-    if not args.cem:
-        from apexjax.envs import planner_beta
+    from apexjax import presets
 
-        base = icem.ICEMConfig(beta=planner_beta(args.task))
+    config = presets.plan_config(args.task, args.preset, args.set, cem=args.cem)
     preset_steps = 0
     if args.preset is not None:
-        from apexjax import presets
-
         values = presets.preset_overrides(args.task, args.preset)
         preset_steps = int(values.get("episode_length", 0))  # type: ignore[arg-type]
-        base = icem.ICEMConfig(**presets.sub_overrides(values, "planner"))  # type: ignore[arg-type]
-        if args.cem:
-            base = presets.cem_at_equal_budget(base)
-    config = parse_overrides(icem.ICEMConfig, args.set, base=base)
     task = envs.make(args.task, **task_overrides(args.task, args.task_set))
 
     import jax
