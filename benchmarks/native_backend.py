@@ -130,6 +130,9 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
             sim.expand(k)[...] = np.repeat(v, b // n_envs, axis=0)
         sims[b] = sim
     per_row = {b: np.repeat(np.arange(n_envs), b // n_envs) for b in set(batches)}
+    # mujoco.rollout's per-simulation models and start states, built before the timing
+    row_models = {b: [models[e] for e in per_row[b]] for b in set(batches)}
+    row_starts = {b: np.array([starts[e] for e in per_row[b]]) for b in set(batches)}
 
     def stepped():
         for b, c in zip(batches, ctrls, strict=True):
@@ -144,13 +147,7 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
         fns = {
             "plan": lambda: jax.block_until_ready(plan(keys, ps, states)),
             "rollout": lambda: [
-                pool.rollout(
-                    [models[e] for e in per_row[len(c)]],
-                    datas,
-                    np.array([starts[e] for e in per_row[len(c)]]),
-                    c,
-                )
-                for c in ctrls
+                pool.rollout(row_models[len(c)], datas, row_starts[len(c)], c) for c in ctrls
             ],
             "batch": stepped,
         }

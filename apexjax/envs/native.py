@@ -322,17 +322,14 @@ class NativeSim:
         """Arrays for ``Batch.rollout`` to record ``m`` simulations' ``nstep`` substeps into.
         Those of a whole batch are kept and reused: freshly allocated, the records (on the
         door, 400 simulations x 151 substeps x 342 state numbers = 165 MB) are new pages
-        that the kernel faults in on every call, which made the call about a quarter
-        slower than MuJoCo's stepping."""
-        if m == b.nsim:
-            cached = self._records.setdefault(id(b), {}).get(nstep)
-            if cached is not None:
-                return cached
-        rec = {_SPEC: np.empty((m, nstep, self.nstate))}
-        rec.update({k: np.empty((m, nstep, *self._raw_shapes[k])) for k in self.derived})
-        if m == b.nsim:
-            self._records[id(b)][nstep] = rec
-        return rec
+        that the kernel faults in on every call, which made the call 7-25 % slower
+        (measured on the door)."""
+        cache = self._records.setdefault(id(b), {}) if m == b.nsim else {}
+        if nstep not in cache:
+            rec = {_SPEC: np.empty((m, nstep, self.nstate))}
+            rec.update({k: np.empty((m, nstep, *self._raw_shapes[k])) for k in self.derived})
+            cache[nstep] = rec
+        return cache[nstep]
 
     def _pack(self, rows: np.ndarray, derived: Sequence[np.ndarray]) -> list[np.ndarray]:
         """State rows ``[..., nstate]`` -> the outputs: raw bits, views, derived."""
