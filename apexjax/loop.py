@@ -62,36 +62,51 @@ _T = TypeVar("_T")
 
 
 def make_evaluate(
-    config: TrainConfig, task: Task | None = None, num_episodes: int | None = None
+    config: TrainConfig,
+    task: Task | None = None,
+    num_episodes: int | None = None,
+    num_expert_episodes: int | None = None,
 ) -> Callable[..., dict[str, jax.Array]]:
-    """Jitted ``evaluate(policy_state, key, guidance_weight=0.0) -> metrics``: the guided
-    expert and the policy alone, each over ``num_episodes`` (default ``config.num_envs``)
-    fresh episodes. ``guidance_weight`` is λ in ``progress``/``gap`` mode (a run's
-    ``TrainState.guidance_weight``); the other modes set λ as in training."""
+    """Jitted ``evaluate(policy_state, key, guidance_weight=0.0) -> metrics``: the policy
+    alone over ``num_episodes`` (default ``config.num_envs``) fresh episodes and the guided
+    expert over ``num_expert_episodes`` (default: as many; 0 leaves the expert out, and its
+    metrics with it: the policy's episodes cost one network pass per step, the expert's a
+    whole plan). ``guidance_weight`` is λ in ``progress``/``gap`` mode (a run's
+    ``TrainState.guidance_weight``); the other modes set λ as in training. The episodes
+    of each kind are the same for the same key, whatever the other kind's count."""
     task = build_task(config) if task is None else task
     n = config.num_envs if num_episodes is None else num_episodes
-    if n % config.num_devices:
-        raise ConfigError(
-            f"num_episodes: {n} cannot be split evenly over num_devices={config.num_devices}"
-        )
+    n_exp = n if num_expert_episodes is None else num_expert_episodes
+    for field, count, least in (("num_episodes", n, 1), ("num_expert_episodes", n_exp, 0)):
+        if count < least:
+            raise ConfigError(f"{field}: must be >= {least}, got {count}")
+        if count % config.num_devices:
+            raise ConfigError(
+                f"{field}: {count} cannot be split evenly over "
+                f"num_devices={config.num_devices}"
+            )
     run_episodes, run_policy_episodes = batched_episode_fns(config, task)
 
     def evaluate(
         pol: policy.PolicyState, key: jax.Array, guidance_weight: jax.Array | float = 0.0
     ) -> dict[str, jax.Array]:
         k_exp, k_pol = jax.random.split(key)
-        lam0 = initial_weight(config.guidance, guidance_weight, True)
-        expert = run_episodes(
-            pol, jax.random.split(k_exp, n), jnp.zeros((n,), bool), lam0, jnp.bool_(True)
-        )
         alone = run_policy_episodes(pol, jax.random.split(k_pol, n))
-        out = {
-            "expert_return": jnp.mean(episode_returns(expert.costs)),
-            "policy_return": jnp.mean(episode_returns(alone.costs)),
-        }
+        out = {"policy_return": jnp.mean(episode_returns(alone.costs))}
         if task.has_success:
-            out["expert_success"] = jnp.mean(expert.success.astype(jnp.float32))
             out["policy_success"] = jnp.mean(alone.success.astype(jnp.float32))
+        if n_exp:
+            lam0 = initial_weight(config.guidance, guidance_weight, True)
+            expert = run_episodes(
+                pol,
+                jax.random.split(k_exp, n_exp),
+                jnp.zeros((n_exp,), bool),
+                lam0,
+                jnp.bool_(True),
+            )
+            out["expert_return"] = jnp.mean(episode_returns(expert.costs))
+            if task.has_success:
+                out["expert_success"] = jnp.mean(expert.success.astype(jnp.float32))
         return out
 
     return jax.jit(evaluate)

@@ -87,6 +87,16 @@ def test_cli_train_then_eval(tmp_path, capsys):
     out = json.loads((run_dir / "eval.json").read_text())
     assert out["episodes"] == 2 and out["iteration"] == 1
     assert {"policy_return", "expert_return"} <= set(out)
+    # the policy alone without the expert: the same policy episodes, no expert metrics
+    alone = run_dir / "alone.json"
+    capsys.readouterr()
+    argv = ["eval", str(run_dir), "--episodes", "2", "--expert-episodes", "0", "--out", str(alone)]
+    assert main(argv) == 0
+    solo = json.loads(alone.read_text())
+    assert solo["policy_return"] == out["policy_return"] and solo["expert_return"] is None
+    assert solo["expert_episodes"] == 0 and "expert" not in capsys.readouterr().err
+    assert main([*argv[:-2], "--expert-episodes", "-1", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--expert-episodes: must be >= 0" in capsys.readouterr().err
 
     # export: the NumPy-only file acts like the checkpointed JAX policy
     import numpy as np
