@@ -82,8 +82,7 @@ def make_evaluate(
             raise ConfigError(f"{field}: must be >= {least}, got {count}")
         if count % config.num_devices:
             raise ConfigError(
-                f"{field}: {count} cannot be split evenly over "
-                f"num_devices={config.num_devices}"
+                f"{field}: {count} cannot be split evenly over num_devices={config.num_devices}"
             )
     run_episodes, run_policy_episodes = batched_episode_fns(config, task)
 
