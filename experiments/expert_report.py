@@ -18,7 +18,10 @@ def row(path: pathlib.Path) -> str:
     success = r.get("success")
     succ = "–" if success is None else f"{int(np.sum(success))}/{len(success)}"
     cfg = r["config"]
-    setting = path.stem.split("_")[-1]
+    parts = path.stem.split("_")
+    setting = parts[-1]
+    if setting.startswith("seed") and len(parts) > 1:  # TASK_SETTING_seedN (noise_scale_sweep.sh)
+        setting = f"{parts[-2]}, seed {setting[4:]}"
     return (
         f"| {r['task']} | {setting} | {r.get('backend', '?')} | {succ} | "
         f"{returns.mean():.2f} ± {returns.std():.2f} | N={cfg['population']}, I={cfg['iterations']}, "

@@ -14,7 +14,8 @@ run() {  # task label [plan options...]
   local task=$1 label=$2; shift 2
   [ -f "$out/${task}_$label.json" ] && return 0  # done already: the sweep resumes
   "$bin" plan --task "$task" --preset paper --episodes 4 --seed 0 --task-set backend=native \
-    --chunk 25 --out "$out/${task}_$label.json" "$@"
+    --chunk 25 --out "$out/${task}_$label.json" \
+    --set noise_normalization=exact "$@"  # unit variance unless a setting says otherwise
 }
 for task in door fetch_pick_and_place; do
   run "$task" exact

@@ -9,7 +9,8 @@ run() {  # label [plan options...]
   local label=$1; shift
   [ -f "$out/door_$label.json" ] && return 0
   "$bin" plan --task door --preset paper --episodes 4 --seed 0 --task-set backend=native \
-    --chunk 25 --out "$out/door_$label.json" "$@"
+    --chunk 25 --out "$out/door_$label.json" \
+    --set noise_normalization=exact "$@"  # unit variance unless a setting says otherwise
 }
 # these three ran at beta 2.0 (`plan --preset` then dropped the task's beta 2.5, since fixed);
 # the explicit beta reproduces them

@@ -11,7 +11,8 @@ run() {  # label [plan options...]
   local label=$1; shift
   [ -f "$out/fetch_pick_and_place_$label.json" ] && return 0
   "$bin" plan --task fetch_pick_and_place --preset paper --episodes 4 --seed 0 \
-    --task-set backend=native --chunk 25 --out "$out/fetch_pick_and_place_$label.json" "$@"
+    --task-set backend=native --chunk 25 --out "$out/fetch_pick_and_place_$label.json" \
+    --set noise_normalization=exact "$@"  # unit variance unless a setting says otherwise
 }
 run std1 --set init_std=1.0
 run h60std1 --set horizon=60 --set init_std=1.0

@@ -47,6 +47,8 @@ def test_paper_preset_is_the_reference_icem(task):
     assert (p.population, p.iterations, p.elites, p.horizon) == (40, 3, 10, 30)
     assert (p.decay, p.keep_fraction, p.momentum, p.init_std) == (1.25, 0.3, 0.1, 0.5)
     assert p.keep_elites and p.shift_elites and p.use_mean_actions and p.execute == "best"
+    assert p.noise_normalization == "colorednoise"  # the authors' scale
+    assert build_config(task, [], preset="cpu").planner.noise_normalization == "exact"
     assert c.episode_length == 0  # the task's own
     assert p.beta == envs.planner_beta(task)
 
