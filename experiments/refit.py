@@ -1,0 +1,161 @@
+"""Is the fit the bottleneck? Refit fresh policies on a run's aggregated dataset, offline.
+
+    python experiments/refit.py RUN_DIR [--episodes 8] [--variant NAME:KEY=VALUE,...:STEPS] ...
+        [--out FILE.json]
+
+Loads the last checkpoint of an ``apexjax train`` run directory, takes every row of its
+dataset (expert and DAgger labels), and for each variant trains a new policy from scratch
+(the run's policy config with the variant's ``policy.*`` overrides, ``STEPS`` SGD steps,
+minibatches drawn uniformly from the rows; ``expert`` in a variant's name keeps the expert
+rows only). Each refit policy then acts alone for ``--episodes`` fresh episodes (the same
+start states for every variant, and for the run's own checkpoint policy, evaluated first).
+
+Per variant: the mean minibatch loss over its SGD steps, the loss over all rows
+(normalised actions, as the training step reports it), the fit's wall-clock, the policy's
+mean return and success rate. A fit far below the run's own loss that still fails says the
+labels, not the network or the SGD budget, limit the policy.
+
+Variants (default: the table below): ``NAME:OVERRIDES:STEPS`` with OVERRIDES
+``hidden=512x512`` / ``learning_rate=3e-4`` / ``batch_size=1024`` joined by ``,`` (empty for
+none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+DEFAULT_VARIANTS = (
+    "base 1000::1000",
+    "base 10k::10000",
+    "512x512 10k:hidden=512x512:10000",
+    "512x512 30k:hidden=512x512:30000",
+    "512x3 20k:hidden=512x512x512:20000",
+    "expert-only 10k::10000",
+)
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, object], int]:
+    """``NAME:KEY=VALUE,...:STEPS`` -> (name, policy overrides, steps)."""
+    try:
+        name, over, steps = text.split(":")
+        overrides: dict[str, object] = {}
+        for item in filter(None, over.split(",")):
+            key, value = item.split("=")
+            if key == "hidden":
+                overrides[key] = tuple(int(x) for x in value.split("x"))
+            elif key == "batch_size":
+                overrides[key] = int(value)
+            else:
+                overrides[key] = float(value)
+        return name, overrides, int(steps)
+    except ValueError as e:
+        raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE,...:STEPS ({e})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", type=pathlib.Path)
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--variant", action="append", default=None)
+    p.add_argument("--out", type=pathlib.Path, default=None)
+    args = p.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from apexjax import policy
+    from apexjax.run import build_task
+    from apexjax.train import load_checkpoint
+    from benchmarks._common import environment_info, write_json
+
+    cfg, st = load_checkpoint(args.run_dir)
+    task = build_task(cfg)
+    n = int(st.dataset.size)
+    obs, act = st.dataset.obs[:n], st.dataset.actions[:n]
+    src = np.asarray(st.dataset.source[:n])
+    T = task.episode_length
+
+    def evaluate(pcfg: policy.PolicyConfig, pst: policy.PolicyState) -> tuple[float, float | None]:
+        @jax.jit
+        def episode(k):
+            def body(s, _):
+                a = policy.act(pcfg, pst, task.observation(s))
+                s2 = task.step(s, a)
+                return s2, task.cost(s, a, s2)
+
+            final, costs = jax.lax.scan(body, task.reset(k), None, length=T)
+            ok = task.success(final) if task.has_success else jnp.float32(0.0)
+            return -jnp.sum(costs), ok
+
+        out = [episode(jax.random.PRNGKey(1000 + i)) for i in range(args.episodes)]
+        success = float(np.mean([s for _, s in out])) if task.has_success else None
+        return float(np.mean([r for r, _ in out])), success
+
+    ret, succ = evaluate(cfg.policy, st.policy)
+    results: dict[str, object] = {
+        "run_dir": str(args.run_dir),
+        "iteration": int(st.iteration),
+        "rows": n,
+        "expert_rows": int(np.sum(src == 0)),
+        "episodes": args.episodes,
+        "checkpoint_policy": {"return": ret, "success": succ},
+        "variants": [],
+    }
+    print(f"{args.run_dir}: {n} rows; checkpoint policy return {ret:.2f} success {succ}")
+    low, high = task.action_low, task.action_high
+    for name, over, steps in map(parse_variant, args.variant or DEFAULT_VARIANTS):
+        pcfg = dataclasses.replace(cfg.policy, **over)
+        pst = policy.init(pcfg, jax.random.PRNGKey(0), obs.shape[1], low, high)
+        keep = (src == 0) if "expert" in name else np.ones(n, bool)
+        o, a = obs[keep], act[keep]
+        pst = policy.update_normalizer(pst, o)
+
+        def sample(k, o=o, a=a, bs=pcfg.batch_size):
+            i = jax.random.randint(k, (bs,), 0, o.shape[0])
+            return o[i], a[i], jnp.ones(bs)
+
+        t0 = time.perf_counter()
+        fit = jax.jit(
+            lambda s, k, pcfg=pcfg, sample=sample, steps=steps: policy.train_steps(
+                pcfg, s, k, sample, steps
+            )
+        )
+        pst, loss = fit(pst, jax.random.PRNGKey(1))
+        loss = float(loss)
+        fit_s = time.perf_counter() - t0
+        full = float(policy.loss(pcfg, pst.params, pst.normalizer, obs, act, None, low, high))
+        ret, succ = evaluate(pcfg, pst)
+        row = dict(
+            name=name,
+            policy=over,
+            sgd_steps=steps,
+            rows=int(keep.sum()),
+            train_loss=loss,
+            all_rows_loss=full,
+            fit_s=fit_s,
+            policy_return=ret,
+            policy_success=succ,
+        )
+        results["variants"].append(row)  # type: ignore[union-attr]
+        print(
+            f"{name}: train loss {loss:.4f}, all rows {full:.4f}, fit {fit_s:.0f} s, "
+            f"policy return {ret:.2f}, success {succ}",
+            flush=True,
+        )
+    if args.out is not None:
+        results["command"] = "python experiments/refit.py " + " ".join(argv or sys.argv[1:])
+        results["environment"] = environment_info()
+        write_json(args.out, results)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
