@@ -1,0 +1,44 @@
+"""experiments/refit.py: offline refits of a saved run's dataset, each evaluated alone."""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from _tiny import tiny_config
+
+from apexjax.train import load_checkpoint, train
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # experiments/ are scripts beside the package
+
+from experiments import refit  # noqa: E402
+
+TINY = tiny_config("cartpole_swingup", episode_length=20, dataset_capacity=200, backend="native")
+
+
+def test_refit_reads_the_runs_dataset_and_writes_json(tmp_path):
+    run = tmp_path / "run"
+    train(TINY, run)
+    _, state = load_checkpoint(run)
+    out = tmp_path / "refit.json"
+    variants = ["base::5", "wide expert:hidden=16x16,learning_rate=1e-3:5"]
+    args = [str(run), "--episodes", "2", "--out", str(out)]
+    assert refit.main(args + [a for v in variants for a in ("--variant", v)]) == 0
+    r = json.loads(out.read_text())
+    n = int(state.dataset.size)
+    expert = int(np.sum(np.asarray(state.dataset.source[:n]) == 0))
+    assert (r["rows"], r["expert_rows"], r["iteration"]) == (n, expert, 1)
+    base, wide = r["variants"]
+    assert base["rows"] == n and wide["rows"] == expert  # "expert" in the name: expert rows only
+    assert wide["policy"] == {"hidden": [16, 16], "learning_rate": 1e-3}
+    for v in (base, wide):
+        assert np.isfinite([v["train_loss"], v["all_rows_loss"], v["policy_return"]]).all()
+        assert 0.0 <= v["policy_success"] <= 1.0
+    assert r["command"].startswith("python experiments/refit.py ")
+
+
+def test_refit_rejects_a_malformed_variant():
+    with pytest.raises(SystemExit, match="--variant"):
+        refit.parse_variant("no steps")
