@@ -19,3 +19,6 @@ run h60std1 --set horizon=60 --set init_std=1.0 --set beta=2.0
 run std1 --set init_std=1.0 --set beta=2.0
 # the task's beta (2.5), on 4 other start states (the last --seed wins)
 run h60std1b25s1 --set horizon=60 --set init_std=1.0 --seed 1
+# the executed (and, in training, labelled) action from the planner's mean instead of its best
+# sample, against h60std1 above (same start states and beta)
+run h60std1mean --set horizon=60 --set init_std=1.0 --set beta=2.0 --set execute=mean
