@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from apexjax import policy
+    from apexjax import aggregator, policy
+    from apexjax.episodes import episode_fns, episode_returns
     from apexjax.run import build_task
     from apexjax.train import load_checkpoint
     from benchmarks._common import environment_info, write_json
@@ -80,30 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     n = int(st.dataset.size)
     obs, act = st.dataset.obs[:n], st.dataset.actions[:n]
     src = np.asarray(st.dataset.source[:n])
-    T = task.episode_length
+
+    keys = jax.random.split(jax.random.PRNGKey(1000), args.episodes)
 
     def evaluate(pcfg: policy.PolicyConfig, pst: policy.PolicyState) -> tuple[float, float | None]:
-        @jax.jit
-        def episode(k):
-            def body(s, _):
-                a = policy.act(pcfg, pst, task.observation(s))
-                s2 = task.step(s, a)
-                return s2, task.cost(s, a, s2)
-
-            final, costs = jax.lax.scan(body, task.reset(k), None, length=T)
-            ok = task.success(final) if task.has_success else jnp.float32(0.0)
-            return -jnp.sum(costs), ok
-
-        out = [episode(jax.random.PRNGKey(1000 + i)) for i in range(args.episodes)]
-        success = float(np.mean([s for _, s in out])) if task.has_success else None
-        return float(np.mean([r for r, _ in out])), success
+        """The policy alone on the same fresh episodes: the training step's own evaluation."""
+        alone = episode_fns(dataclasses.replace(cfg, policy=pcfg), task).policy
+        ep = jax.jit(jax.vmap(lambda k: alone(pst, k)))(keys)
+        ret = float(jnp.mean(episode_returns(ep.costs)))
+        return ret, float(jnp.mean(ep.success)) if task.has_success else None
 
     ret, succ = evaluate(cfg.policy, st.policy)
     results: dict[str, object] = {
         "run_dir": str(args.run_dir),
         "iteration": int(st.iteration),
         "rows": n,
-        "expert_rows": int(np.sum(src == 0)),
+        "expert_rows": int(np.sum(src == aggregator.SOURCE_EXPERT)),
         "episodes": args.episodes,
         "checkpoint_policy": {"return": ret, "success": succ},
         "variants": [],
@@ -113,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, over, steps in map(parse_variant, args.variant or DEFAULT_VARIANTS):
         pcfg = dataclasses.replace(cfg.policy, **over)
         pst = policy.init(pcfg, jax.random.PRNGKey(0), obs.shape[1], low, high)
-        keep = (src == 0) if "expert" in name else np.ones(n, bool)
+        keep = (src == aggregator.SOURCE_EXPERT) if "expert" in name else np.ones(n, bool)
         o, a = obs[keep], act[keep]
         pst = policy.update_normalizer(pst, o)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from _tiny import tiny_config
 
+from apexjax import aggregator
 from apexjax.train import load_checkpoint, train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ def test_refit_reads_the_runs_dataset_and_writes_json(tmp_path):
     assert refit.main(args + [a for v in variants for a in ("--variant", v)]) == 0
     r = json.loads(out.read_text())
     n = int(state.dataset.size)
-    expert = int(np.sum(np.asarray(state.dataset.source[:n]) == 0))
+    expert = int(np.sum(np.asarray(state.dataset.source[:n]) == aggregator.SOURCE_EXPERT))
     assert (r["rows"], r["expert_rows"], r["iteration"]) == (n, expert, 1)
     base, wide = r["variants"]
     assert base["rows"] == n and wide["rows"] == expert  # "expert" in the name: expert rows only
