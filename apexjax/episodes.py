@@ -39,7 +39,8 @@ class Episode(NamedTuple):
 
     Attributes:
       observations: ``[T, O]`` the policy's observation of each visited state.
-      labels: ``[T, A]`` the guided planner's action there (the dataset's target).
+      labels: ``[T, A]`` the guided planner's action there (the dataset's target: the
+        executed one, or its mean's under ``TrainConfig.label="mean"``).
       costs: ``[T]`` task costs of the executed steps.
       weights: ``[T]`` the guidance weight λ each plan used.
       simulated_steps: the planner's simulated control steps over the episode (scalar).
@@ -90,6 +91,7 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
     pcfg, gcfg, polcfg = config.expert_planner, config.guidance, config.policy
     T, h = task.episode_length, pcfg.horizon
     M = config.policy_candidates
+    label_mean = config.label == "mean"
     low, high = jnp.asarray(task.action_low), jnp.asarray(task.action_high)
 
     def policy_obs_fn(pol: policy.PolicyState) -> Callable[[jax.Array], jax.Array]:
@@ -145,8 +147,9 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
         def step(carry, k):
             env_state, pstate, lam = carry
             obs = task.observation(env_state)
-            label, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
-            act = jnp.where(policy_acts, pi(obs), label)
+            planned, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
+            label = info.mean_action if label_mean else planned
+            act = jnp.where(policy_acts, pi(obs), planned)
             nxt = task.step(env_state, act)
             cost = task.cost(env_state, act, nxt)
             out = (obs, label, cost, lam, info.num_simulated_steps)
@@ -176,7 +179,7 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
 
         def label(s, k):
             a, _, info, _ = guided_plan(pol, k, pstate0, s, lam, on)
-            return a, info.num_simulated_steps
+            return (info.mean_action if label_mean else a), info.num_simulated_steps
 
         labels, sims = jax.vmap(label)(states, jax.random.split(k_plan, T))
         obs = jax.vmap(task.observation)(states)

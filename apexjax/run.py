@@ -69,6 +69,13 @@ class TrainConfig:
         states at once (one vmap, every plan cold-started): no sequential dependency
         between labels, so an accelerator gets T times the batch. Needs a guidance mode
         whose λ is fixed over the iteration (off, fixed, progress, gap).
+      label: the dataset's target at each labelled state. ``"executed"``: the action the
+        guided planner executes (its best sequence's first action under the planner's
+        ``execute="best"``), the paper's choice. ``"mean"``: the first action of the
+        planner's mean after its last iteration, while the expert still executes its
+        ``execute`` choice, so expert episodes follow the same states either way. The best
+        sample of a wide search is one draw of a noisy choice; the mean is its expected
+        value, a smoother function of the state to regress on.
       policy_candidates: policy rollouts in the planner population: 0 (none), 1 (the
         policy's own closed-loop rollout), or more (plus noisy copies of it).
       candidate_noise: std (fraction of the half action range) of the colored noise added
@@ -99,6 +106,7 @@ class TrainConfig:
     expert_data: bool = True
     dagger: bool = True
     relabel: Literal["sequential", "batched"] = "sequential"
+    label: Literal["executed", "mean"] = "executed"
     policy_candidates: int = 1
     candidate_noise: float = 0.1
     sgd_steps: int = 300
@@ -129,6 +137,7 @@ class TrainConfig:
         check_bool(f"{c}.dagger", self.dagger)
         check_choice(f"{c}.backend", self.backend, BACKENDS)
         check_choice(f"{c}.relabel", self.relabel, ("sequential", "batched"))
+        check_choice(f"{c}.label", self.label, ("executed", "mean"))
         if self.planner is None:
             from apexjax.envs import planner_beta  # the task's β; UnknownTaskError if unknown
 

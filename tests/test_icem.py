@@ -220,6 +220,10 @@ def test_execute_mean_and_cost_aggregation():
     m = dataclasses.replace(SMALL, execute="mean")
     a, _, info = _plan(m)(jax.random.key(1), ps, S0)
     assert not np.allclose(a, info.best_actions[0])
+    np.testing.assert_array_equal(a, info.mean_action)  # what execute="mean" executes
+    best, _, info_b = _plan(SMALL)(jax.random.key(1), ps, S0)
+    np.testing.assert_array_equal(best, info_b.best_actions[0])
+    np.testing.assert_array_equal(info_b.mean_action, a)  # the same mean, whatever is executed
     fin = dataclasses.replace(SMALL, cost_aggregation="final")
     _, _, info = _plan(fin)(jax.random.key(1), ps, S0)
     c, _, _, _ = rollout_open_loop(TASK, S0, info.best_actions)

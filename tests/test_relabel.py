@@ -90,3 +90,24 @@ def test_batched_labels_are_as_good_as_sequential_ones(both):
     agree = float(jnp.mean(cos(lab_seq, lab_bat)))
     chance = float(jnp.mean(cos(lab_seq, rand)))
     assert agree > 0.5 and agree > chance + 0.3, (agree, chance)
+
+
+def test_mean_labels_keep_the_expert_trajectory(both):
+    """``label="mean"``: the expert still executes its best sample (same states, same
+    return, same keys), only the stored targets change, to the planner's mean."""
+    task, _, s_exec, m_exec = both["sequential"]
+    cfg = dataclasses.replace(BASE, label="mean")
+    s_mean, m_mean = make_train_step(cfg, build_task(cfg))(init_train_state(cfg, task))
+    n = BASE.num_envs * task.episode_length
+    assert float(m_mean["expert_return"]) == float(m_exec["expert_return"])
+    np.testing.assert_array_equal(
+        np.asarray(s_mean.dataset.obs[:n]), np.asarray(s_exec.dataset.obs[:n])
+    )
+    lab_m, lab_e = np.asarray(s_mean.dataset.actions[:n]), np.asarray(s_exec.dataset.actions[:n])
+    assert not np.allclose(lab_m, lab_e)
+    # the mean is the smoother target: consecutive labels change less than the best samples'
+    steps = np.diff(lab_m.reshape(BASE.num_envs, task.episode_length, -1), axis=1)
+    steps_e = np.diff(lab_e.reshape(BASE.num_envs, task.episode_length, -1), axis=1)
+    assert np.abs(steps).mean() < np.abs(steps_e).mean()
+    with pytest.raises(ConfigError, match=r"TrainConfig\.label"):
+        dataclasses.replace(BASE, label="best")

@@ -218,6 +218,8 @@ class PlanInfo:
         the caller's candidates at the last iteration.
       num_simulated_steps: int32, control steps simulated (see :func:`simulated_per_step`).
       all_nonfinite: bool, every candidate of every iteration was non-finite.
+      mean_action: ``[A]`` the first action of the planner's mean after its last
+        iteration, clipped to the bounds (what ``execute="mean"`` executes).
     """
 
     best_cost: jax.Array
@@ -229,6 +231,7 @@ class PlanInfo:
     extra_candidate_task_costs: jax.Array
     num_simulated_steps: jax.Array
     all_nonfinite: jax.Array
+    mean_action: jax.Array
 
 
 def _reset_stats(
@@ -450,11 +453,11 @@ def plan(
 
     all_nonfinite = ~jnp.isfinite(best_cost)
     low, high = planner_state.low, planner_state.high
+    mean_action = jnp.clip(mean[0], low, high)
     if config.execute == "best":
-        action = jnp.where(all_nonfinite, mean[0], best_actions[0])
+        action = jnp.clip(jnp.where(all_nonfinite, mean[0], best_actions[0]), low, high)
     else:
-        action = mean[0]
-    action = jnp.clip(action, low, high)
+        action = mean_action
 
     next_mean = jnp.concatenate([mean[1:], mean[-1:]], axis=0)
     _, next_std = _reset_stats(planner_state.init_std, low, high, h)
@@ -473,5 +476,6 @@ def plan(
         extra_candidate_task_costs=extra_task,
         num_simulated_steps=jnp.asarray(simulated_per_step(config), jnp.int32),
         all_nonfinite=all_nonfinite,
+        mean_action=mean_action,
     )
     return action, new_state, info
