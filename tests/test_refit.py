@@ -43,3 +43,32 @@ def test_refit_reads_the_runs_dataset_and_writes_json(tmp_path):
 def test_refit_rejects_a_malformed_variant():
     with pytest.raises(SystemExit, match="--variant"):
         refit.parse_variant("no steps")
+
+
+def test_checkpoint_evals_compare_runs_on_the_same_episodes(tmp_path):
+    from experiments import checkpoint_evals
+
+    cfg = tiny_config("cartpole_swingup", episode_length=20, iterations=2, backend="native")
+    run = tmp_path / "run"
+    train(cfg, run)
+    out = tmp_path / "evals.json"
+    # the same run twice under two names: identical episodes give identical numbers
+    assert (
+        checkpoint_evals.main(
+            ["a=" + str(run), "b=" + str(run), "--episodes", "3", "--out", str(out)]
+        )
+        == 0
+    )
+    r = json.loads(out.read_text())
+    assert r["task"] == "cartpole_swingup" and r["episodes"] == 3
+    a, b = r["runs"]["a"], r["runs"]["b"]
+    assert [c["checkpoint"] for c in a["checkpoints"]] == [1, 2]
+    assert a["checkpoints"] == b["checkpoints"]
+    assert a["config"] == {"label": "executed", "guidance": cfg.guidance.mode}
+    assert np.isfinite([c["policy_return"] for c in a["checkpoints"]]).all()
+    assert a["last_return"] == a["checkpoints"][-1]["policy_return"]
+    assert r["command"].startswith("python experiments/checkpoint_evals.py a=")
+    with pytest.raises(SystemExit, match="NAME=RUN_DIR"):
+        checkpoint_evals.parse_run(str(run))
+    with pytest.raises(SystemExit, match="no checkpoints"):
+        checkpoint_evals.main(["c=" + str(tmp_path / "empty")])
