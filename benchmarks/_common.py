@@ -11,12 +11,21 @@ import jax
 
 from apexjax.bench.hardware import environment_info, write_json
 
-__all__ = ["environment_info", "write_json", "time_call", "Timing"]
+__all__ = ["environment_info", "write_json", "save_results", "time_call", "Timing"]
 
 
 class Timing(dict):
     """``{"compile_s": first call incl. compilation, "run_s": median of later calls,
     "runs_s": every later call}`` (seconds, each call waited on with block_until_ready)."""
+
+
+def save_results(path: Any, results: dict[str, Any], script: str, argv: list[str]) -> None:
+    """Writes ``results`` to ``path`` as JSON with the command that made them (``python
+    SCRIPT ARGV``) and the machine's environment, and says where."""
+    results["command"] = f"python {script} " + " ".join(argv)
+    results["environment"] = environment_info()
+    write_json(path, results)
+    print(f"wrote {path}")
 
 
 def time_call(fn: Callable[..., Any], *args: Any, repeats: int = 5) -> tuple[Any, Timing]:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from apexjax.episodes import episode_fns, episode_returns
     from apexjax.run import build_task
     from apexjax.train import checkpoint_steps, load_checkpoint
-    from benchmarks._common import environment_info, write_json
+    from benchmarks._common import save_results
 
     keys = jax.random.split(jax.random.PRNGKey(1000), args.episodes)
     results: dict[str, object] = {"episodes": args.episodes, "runs": {}}
@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         }
     results["task"] = task_name
     if args.out is not None:
-        results["command"] = "python experiments/checkpoint_evals.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
+        save_results(
+            args.out,
+            results,
+            "experiments/checkpoint_evals.py",
+            argv if argv is not None else sys.argv[1:],
         )
-        results["environment"] = environment_info()
-        write_json(args.out, results)
-        print(f"wrote {args.out}")
     return 0
 
 

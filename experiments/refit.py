@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from apexjax.episodes import episode_fns, episode_returns
     from apexjax.run import build_task
     from apexjax.train import load_checkpoint
-    from benchmarks._common import environment_info, write_json
+    from benchmarks._common import save_results
 
     cfg, st = load_checkpoint(args.run_dir)
     task = build_task(cfg)
@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     if args.out is not None:
-        results["command"] = "python experiments/refit.py " + " ".join(argv or sys.argv[1:])
-        results["environment"] = environment_info()
-        write_json(args.out, results)
-        print(f"wrote {args.out}")
+        save_results(args.out, results, "experiments/refit.py", argv or sys.argv[1:])
     return 0
 
 
