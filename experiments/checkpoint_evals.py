@@ -11,8 +11,10 @@ start states for every checkpoint and every run (keys from ``PRNGKey(1000)``, as
 ``experiments/refit.py`` uses), so runs that differ in one setting compare checkpoint by
 checkpoint on identical episodes. The runs must be of one task.
 
-Writes, per run and checkpoint, the mean return, its standard deviation over episodes and
-the success rate (tasks with a success test), with the command and the environment.
+Writes, per run and checkpoint, the mean return, its standard deviation and median over
+episodes, every episode's return (on a chaotic task a few failed episodes, such as a
+half-cheetah on its back, move the mean by hundreds) and the success rate (tasks with a
+success test), with the command and the environment.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 "checkpoint": step,
                 "policy_return": float(np.mean(ret)),
                 "policy_return_std": float(np.std(ret)),
+                "policy_return_median": float(np.median(ret)),
+                "policy_returns": [round(float(x), 2) for x in ret],
                 "policy_success": float(jnp.mean(ep.success)) if task.has_success else None,
             }
             rows.append(row)

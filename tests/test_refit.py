@@ -67,6 +67,12 @@ def test_checkpoint_evals_compare_runs_on_the_same_episodes(tmp_path):
     assert a["config"] == {"label": "executed", "guidance": cfg.guidance.mode}
     assert np.isfinite([c["policy_return"] for c in a["checkpoints"]]).all()
     assert a["last_return"] == a["checkpoints"][-1]["policy_return"]
+    last = a["checkpoints"][-1]
+    assert len(last["policy_returns"]) == 3
+    assert np.mean(last["policy_returns"]) == pytest.approx(last["policy_return"], abs=0.01)
+    assert last["policy_return_median"] == pytest.approx(
+        np.median(last["policy_returns"]), abs=0.01
+    )
     assert r["command"].startswith("python experiments/checkpoint_evals.py a=")
     with pytest.raises(SystemExit, match="NAME=RUN_DIR"):
         checkpoint_evals.parse_run(str(run))
