@@ -5,15 +5,18 @@ Two sections, every shipped MuJoCo task, native backend, measured side by side i
 ``efficiency``
     One jitted iCEM control step (:func:`apexjax.planning.icem.plan`, the ``paper`` budget:
     N = 40, I = 3, K = 10, h = 30, the task's beta) for E environments at once (vmap), against
-    raw batched native physics at the same batch sizes per iteration (E x the iteration's
-    population, shifted elites included), the same horizon and MuJoCo's own threads, on the
-    planner's workload (each environment's start state and model fields, controls drawn as
-    the planner's first iteration draws them):
-    ``mujoco.rollout`` (one C call per iteration, controls held for frame_skip substeps) and
-    ``mujoco.batch`` stepped one control step at a time (what the backend calls).
-    Reported: simulated physics steps per second of each, and the planner's fraction of the
-    faster raw baseline (1.0 = no overhead). Fetch acts through a mocap target, so its raw
-    rollouts drive the actuators with random controls instead (same model, same steps).
+    raw MuJoCo replaying exactly the physics that plan asked for: one plan call runs with
+    ``NativeSim.trace`` on, which logs every C call (its start rows, model fields such as the
+    door's position, controls, substeps), and the replays run those calls again without
+    JAX, the host callback or the backend's recording, on MuJoCo's own threads:
+    ``mujoco.rollout`` (one C call per logged call, controls held for frame_skip substeps)
+    and ``mujoco.batch`` stepped one control step at a time, computing the forward stages a
+    logged step computed at its new state (the positions Fetch reads every control step).
+    Reported: physics steps per second of each (a fused rollout's extra substep, which the
+    backend simulates to read derived fields at the horizon's last state, is not counted),
+    the C calls' own share of the plan, and the planner's fraction of the faster raw replay
+    that does the same work (1.0 = no overhead; ``raw_baselines`` names them: only the
+    stepped one where a step computes stages, which ``mujoco.rollout`` cannot).
 ``compile``
     Cold compile (JAX's persistent cache off, a fresh process per task) of the program
     ``apexjax plan`` runs (one chunk of closed-loop MPC, the paper budget, 2 episodes) and
@@ -47,7 +50,6 @@ if __package__ in (None, ""):
 import apexjax.envs as envs
 from apexjax.envs.native import default_threads
 from apexjax.planning import icem
-from apexjax.planning.noise import colored_noise
 from benchmarks._common import environment_info, write_json
 
 TASKS = (
@@ -59,6 +61,9 @@ TASKS = (
     "door",
     "fetch_pick_and_place",
 )
+
+
+_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
 def _planner(name: str) -> icem.ICEMConfig:
@@ -78,6 +83,81 @@ def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
+def _replay(task, calls: list, threads: int) -> dict:
+    """Raw MuJoCo replays of the C calls one ``plan`` made (``NativeSim.trace``): the same
+    start rows, model fields and controls, so the same contacts and solver work, without
+    JAX, the host callback or the recording the backend does. Two ways, built before
+    timing: ``batch`` (``mujoco.batch``, stepped one control step at a time, as a user
+    would) and ``rollout`` (``mujoco.rollout``, one C call per host call of the plan)."""
+    m, fs = task.mj_model, task.frame_skip
+    full = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    spec = mujoco.mjtState.mjSTATE_CTRL
+    if m.nmocap:  # Fetch moves its gripper through a mocap target set every control step
+        spec |= mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT
+    batch_jobs, rollout_jobs = [], []
+    # One scratch MjData converts every start row (state functions do not read the
+    # per-simulation model fields); a model is copied per simulation only where such
+    # fields exist (the door), since one MjData per simulation of a large model (Fetch's
+    # contact arena) does not fit in memory at 400 simulations.
+    scratch, sims = mujoco.MjData(m), {}
+    nfull, nspec = mujoco.mj_stateSize(m, full), mujoco.mj_stateSize(m, spec)
+    for c in calls:
+        sel = slice(None) if c.ids is None else c.ids  # the simulations that ran
+        rows = c.rows[sel]
+        values = {k: v[sel] for k, v in c.model_values.items()}
+        n = len(rows)
+        if n not in sims:  # one batch per size: Fetch makes 90 calls of three sizes
+            sims[n] = mj_batch.Batch(m, n, nthread=threads)
+        steps = c.nstep // fs  # control steps (a rollout's extra substep is left out)
+        models = []
+        starts, warm, ctrls = np.empty((n, nfull)), np.empty((n, m.nv)), np.empty((n, nspec))
+        for i in range(n):
+            if values:
+                mi = copy.copy(m)
+                for k, v in values.items():
+                    getattr(mi, k)[...] = v[i]
+                models.append(mi)
+            mujoco.mj_setState(m, scratch, rows[i], _SPEC)
+            mujoco.mj_getState(m, scratch, starts[i], full)
+            mujoco.mj_getState(m, scratch, ctrls[i], spec)
+            warm[i] = scratch.qacc_warmstart
+        # the control vectors (ctrl first, then any mocap pose) held for every substep
+        control = np.repeat(ctrls[:, None], steps * fs, axis=1)
+        per_step = None
+        if c.kind == "rollout":
+            control[:, :, : m.nu] = c.control[:, : steps * fs]
+            per_step = control[:, ::fs, : m.nu]
+        # a step computes the stages its task's derived fields need at the new state
+        # (positions and velocities: Fetch's gripper pose, read every control step): the
+        # physics' own work, which any user of raw MuJoCo pays to read them at that state
+        stage = c.stage if c.kind == "step" else 0
+        batch_jobs.append((sims[n], rows, values, per_step, steps, stage))
+        rollout_jobs.append((models or m, starts, warm, control))
+    datas = [mujoco.MjData(m) for _ in range(threads)]
+
+    def batch():
+        for sim, rows, values, per_step, steps, stage in batch_jobs:
+            sim.state[:] = rows
+            for k, v in values.items():
+                sim.expand(k)[...] = v
+            for t in range(steps):
+                if per_step is not None:
+                    sim.ctrl[:] = per_step[:, t]
+                sim.step(nstep=fs, stage=stage)
+
+    pool = mj_rollout.Rollout(nthread=threads)
+
+    def rollout():
+        for models, starts, warm, control in rollout_jobs:
+            pool.rollout(models, datas, starts, control, control_spec=spec, initial_warmstart=warm)
+
+    return {"batch": batch, "rollout": rollout, "pool": pool}
+
+
+def _ran(call) -> int:
+    return len(call.rows) if call.ids is None else len(call.ids)
+
+
 def efficiency(name: str, n_envs: int, repeats: int) -> dict:
     task = envs.make(name, backend="native")
     cfg = _planner(name)
@@ -90,74 +170,38 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
     plan = jax.jit(jax.vmap(lambda k, p, s: icem.plan(cfg, k, p, s, task)[0]))
     plan = plan.lower(keys, ps, states).compile()
     compile_s = time.perf_counter() - t0
-
-    rows = list(icem.population_sizes(cfg))
-    rows[0] += icem.num_keep(cfg)
-    h, fs, m = cfg.horizon, task.frame_skip, task.mj_model
-    batches = [n_envs * r for r in rows]
-    # The raw baselines simulate the planner's own workload: every environment's start state
-    # and model fields (the door's drawn position), and controls drawn as the planner's
-    # first iteration draws them (colored noise of the task's beta around mid-range,
-    # init_std, clipped to the bounds); rows are environment-major, as the vmap lays them out.
-    lo, hi = m.actuator_ctrlrange.T
-    mid, half = (lo + hi) / 2, (hi - lo) / 2
-    ctrls = []
-    for i, b in enumerate(batches):
-        eps = colored_noise(jax.random.key(100 + i), cfg.beta, (b, h, m.nu))
-        c = np.clip(mid + cfg.init_std * half * np.asarray(eps, np.float64), lo, hi)
-        ctrls.append(np.repeat(c, fs, axis=1))
-    env_rows = np.asarray(states.data.state).view(np.float64)  # [E, nstate]
-    values = jax.vmap(task.model_fields)(states.info) if task.model_field_names else {}
-    values = {k: np.asarray(v, np.float64) for k, v in values.items()}
-    full = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    models, starts = [], []
-    for e in range(n_envs):
-        me = copy.copy(m)
-        for k, v in values.items():
-            getattr(me, k)[...] = v[e]
-        d = mujoco.MjData(me)
-        mujoco.mj_setState(me, d, env_rows[e], mujoco.mjtState.mjSTATE_INTEGRATION)
-        start = np.empty(mujoco.mj_stateSize(me, full))
-        mujoco.mj_getState(me, d, start, full)
-        models.append(me)
-        starts.append(start)
+    jax.block_until_ready(plan(keys, ps, states))
+    # one plan call traced: what it asked of MuJoCo, and the C calls' own time
+    task.native.trace = []
+    try:
+        jax.block_until_ready(plan(keys, ps, states))
+        calls = list(task.native.trace)
+    finally:
+        task.native.trace = None
     threads = default_threads()
-    datas = [mujoco.MjData(m) for _ in range(threads)]
-    sims = {}
-    for b in set(batches):
-        sim = mj_batch.Batch(m, b, nthread=threads)
-        for k, v in values.items():
-            sim.expand(k)[...] = np.repeat(v, b // n_envs, axis=0)
-        sims[b] = sim
-    per_row = {b: np.repeat(np.arange(n_envs), b // n_envs) for b in set(batches)}
-    # mujoco.rollout's per-simulation models and start states, built before the timing
-    row_models = {b: [models[e] for e in per_row[b]] for b in set(batches)}
-    row_starts = {b: np.array([starts[e] for e in per_row[b]]) for b in set(batches)}
-
-    def stepped():
-        for b, c in zip(batches, ctrls, strict=True):
-            sim = sims[b]
-            sim.state[:] = env_rows[per_row[b]]
-            for t in range(h):
-                sim.ctrl[:] = c[:, t * fs]
-                sim.step(nstep=fs)
-
-    with mj_rollout.Rollout(nthread=threads) as pool:
+    raw = _replay(task, calls, threads)
+    try:
         # interleaved, so that a drift in the machine's speed hits all three alike
         fns = {
             "plan": lambda: jax.block_until_ready(plan(keys, ps, states)),
-            "rollout": lambda: [
-                pool.rollout(row_models[len(c)], datas, row_starts[len(c)], c) for c in ctrls
-            ],
-            "batch": stepped,
+            "rollout": raw["rollout"],
+            "batch": raw["batch"],
         }
         times = _interleaved(fns, repeats)
+    finally:
+        raw["pool"].close()
     plan_s, rollout_s, batch_s = times["plan"], times["rollout"], times["batch"]
-    physics = sum(batches) * h * fs
-    best_raw = min(rollout_s, batch_s)
+    h, fs = cfg.horizon, task.frame_skip
+    physics = sum(_ran(c) * (c.nstep // fs) * fs for c in calls)
+    # mujoco.rollout cannot compute the stages a step call asks for at its new state, so
+    # where the plan makes such calls (Fetch) only the stepped replay does the same work
+    staged = any(c.kind == "step" and c.stage for c in calls)
+    best_raw = batch_s if staged else min(rollout_s, batch_s)
+    c_s = sum(c.seconds for c in calls)
     return {
         "envs": n_envs,
-        "batch_per_iteration": batches,
+        "batch_per_iteration": sorted({_ran(c) for c in calls}, reverse=True),
+        "host_calls_per_plan": len(calls),
         "horizon": h,
         "frame_skip": fs,
         "threads": threads,
@@ -165,10 +209,13 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
         "plan_compile_s": compile_s,
         "plan_s": plan_s,
         "plan_physics_steps_per_s": physics / plan_s,
+        "mujoco_call_s": c_s,
+        "mujoco_share_of_plan": c_s / plan_s,
         "raw_rollout_s": rollout_s,
         "raw_rollout_physics_steps_per_s": physics / rollout_s,
         "raw_batch_s": batch_s,
         "raw_batch_physics_steps_per_s": physics / batch_s,
+        "raw_baselines": ["batch"] if staged else ["rollout", "batch"],
         "plan_over_raw": best_raw / plan_s,
     }
 

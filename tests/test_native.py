@@ -114,6 +114,50 @@ def test_bit_identical_to_a_plain_mj_step_loop(name):
     assert np.abs(want2 - want).max() > 0
 
 
+def test_trace_records_every_c_call_for_replay():
+    """With ``trace`` on, every call into MuJoCo is logged with what it started from; a
+    plain mj_step loop from the logged rows and model fields gives the call's result."""
+    task = envs.make("door", backend="native")
+    keys = jax.random.split(jax.random.key(4), 2)
+    starts = jax.jit(jax.vmap(task.reset))(keys)
+    actions = jnp.asarray(np.stack([_actions(task, seed=s) for s in (5, 6)]))
+    task.native.trace = []
+    try:
+        fused = jax.jit(jax.vmap(task.simulate))(starts, actions)
+        stepped = jax.jit(jax.vmap(task.step))(starts, actions[:, 0])
+        calls = list(task.native.trace)
+    finally:
+        task.native.trace = None
+    assert [c.kind for c in calls] == ["rollout", "step"]
+    roll, step = calls
+    nstate, fs = task.native.nstate, task.frame_skip
+    assert roll.rows.shape == (2, nstate) and roll.ids is None
+    assert roll.nstep == H * fs + 1  # one substep past the horizon for the derived fields
+    assert roll.control.shape == (2, roll.nstep, task.action_dim)
+    assert step.nstep == fs and step.control is None and step.seconds > 0
+    body = np.asarray(starts.info["door_pos"], np.float64)
+    for e in range(2):
+        np.testing.assert_array_equal(
+            roll.model_values["body_pos"][e, task._frame].astype(np.float32),
+            body[e].astype(np.float32),
+        )
+        np.testing.assert_array_equal(roll.rows[e], _rows(starts.data)[e])
+        m = copy.copy(task.mj_model)
+        for k, v in step.model_values.items():
+            getattr(m, k)[...] = v[e]
+        d = mujoco.MjData(m)
+        mujoco.mj_setState(m, d, step.rows[e], SPEC)  # ctrl already written
+        np.testing.assert_array_equal(d.ctrl, np.asarray(actions[e, 0], np.float64))
+        for _ in range(fs):
+            mujoco.mj_step(m, d)
+        row = np.empty(nstate)
+        mujoco.mj_getState(m, d, row, SPEC)
+        np.testing.assert_array_equal(row, _rows(stepped.data)[e])
+        np.testing.assert_array_equal(row, _rows(fused.data)[e, 0])
+    assert task.native.trace is None  # off again: later calls log nothing
+    jax.jit(jax.vmap(task.step))(starts, actions[:, 1])
+
+
 def test_results_do_not_depend_on_the_thread_count():
     *_, fused_auto = _runs("door")
     *_, fused_one = _runs("door", threads=1)

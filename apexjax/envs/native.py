@@ -32,6 +32,7 @@ import dataclasses
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from mujoco import batch as mj_batch
 
 __all__ = [
     "DERIVED_FIELDS",
+    "NativeCall",
     "NativeData",
     "NativeSim",
     "NotDifferentiableError",
@@ -149,6 +151,34 @@ class NativeData:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class NativeCall:
+    """One call into MuJoCo's C library by a :class:`NativeSim`, as kept in its ``trace``:
+    enough to replay the same physics outside JAX (profiling, raw baselines).
+
+    Attributes:
+      kind: ``"step"`` (``Batch.step`` of ``nstep`` substeps, the inputs in ``rows``) or
+        ``"rollout"`` (``Batch.rollout`` of ``nstep`` substeps with ``control``).
+      rows: float64 ``[n, nstate]``: the ``mjSTATE_INTEGRATION`` rows the call started
+        from, inputs (ctrl, mocap poses) already written.
+      model_values: per-simulation model fields, name -> ``[n, ...]`` float64.
+      ids: the simulations that ran (the others had diverged), or None for all.
+      nstep: substeps.
+      control: ``[len(ids or n), nstep, nu]`` float64 controls of a rollout; None for a step.
+      stage: the forward stage computed after a step (``mjtStage``).
+      seconds: wall time of the C call alone.
+    """
+
+    kind: str
+    rows: np.ndarray
+    model_values: dict[str, np.ndarray]
+    ids: np.ndarray | None
+    nstep: int
+    control: np.ndarray | None
+    stage: int
+    seconds: float
+
+
 def _offsets(model: mujoco.MjModel) -> dict[str, tuple[int, int]]:
     """(offset, size) of each component of the integration state row."""
     out, offset = {}, 0
@@ -177,6 +207,13 @@ class NativeSim:
       model_fields: names of model fields given per simulation at every call (e.g. a
         body position drawn per episode), with their shapes from ``model``.
       threads: MuJoCo threads per call (0: :func:`default_threads`).
+
+    Attributes:
+      trace: None (the default), or a list that every later call into MuJoCo's C
+        library appends a :class:`NativeCall` to (copies of its inputs and its wall
+        time): set it to ``[]`` to see what a jitted program asks of the physics, and
+        back to None to stop. Tracing copies every call's state rows; leave it off
+        outside profiling.
     """
 
     def __init__(
@@ -213,6 +250,25 @@ class NativeSim:
         # per batch (by id; a batch is used by one call at a time, and lives as long as
         # this object): its recording buffers, by number of substeps
         self._records: dict[int, dict[int, dict[Any, np.ndarray]]] = {}
+        self.trace: list[NativeCall] | None = None
+
+    def _traced(self, b: mj_batch.Batch, kind: str, ids: Any, nstep: int, control: Any, stage: Any):
+        """The record of the call about to run on ``b`` when tracing, else None."""
+        if self.trace is None:
+            return None
+        return dict(
+            kind=kind,
+            rows=b.state.copy(),
+            model_values={k: b.expand(k).copy() for k in self.model_fields},
+            ids=None if ids is None else np.array(ids),
+            nstep=nstep,
+            control=None if control is None else np.array(control),
+            stage=int(stage),
+        )
+
+    def _log(self, record: dict | None, seconds: float) -> None:
+        if record is not None and self.trace is not None:
+            self.trace.append(NativeCall(**record, seconds=seconds))
 
     # ------------------------------------------------------------------ batches
     def _acquire(self, n: int) -> mj_batch.Batch:
@@ -262,10 +318,13 @@ class NativeSim:
         if ids is None or ids.size:
             counters = b.warning[:, _BAD[0] : _BAD[-1] + 1, 1]  # a view; counters only rise
             before = counters.sum(axis=1)
+            record = self._traced(b, "step", ids, self.frame_skip, None, stage)
+            t0 = time.perf_counter()
             try:
                 b.step(ids, nstep=self.frame_skip, stage=stage)
             except mj_batch.SimulationError as e:
                 bad[e.ids] = True  # those kept their state; the others ran
+            self._log(record, time.perf_counter() - t0)
             bad |= counters.sum(axis=1) > before
         out_rows = rows.copy()
         derived = [b.bind(k).reshape(n, *self._shapes[k]).astype(np.float32) for k in self.derived]
@@ -297,10 +356,13 @@ class NativeSim:
         if m:
             counters = b.warning[:, :, 1]
             before = counters.sum(axis=1)
+            record = self._traced(b, "rollout", ids, nstep, control, mujoco.mjtStage.mjSTAGE_NONE)
+            t0 = time.perf_counter()
             try:
                 b.rollout(nstep, control, record=tuple(rec), ids=ids, out=rec)
             except mj_batch.SimulationError as e:
                 bad[e.ids] = True  # those kept their state; the others ran to completion
+            self._log(record, time.perf_counter() - t0)
             # a simulation whose warning counters rose stopped stepping (its records repeat
             # its last ones): diverged, or out of contact or constraint memory
             bad |= counters.sum(axis=1) > before
