@@ -10,6 +10,7 @@ import json
 import pytest
 from _tiny import tiny_config
 
+import apexjax.envs as envs
 from apexjax.configs import ConfigError
 from apexjax.train import load_checkpoint, train
 
@@ -97,6 +98,15 @@ def test_cli_train_then_eval(tmp_path, capsys):
     assert solo["expert_episodes"] == 0 and "expert" not in capsys.readouterr().err
     assert main([*argv[:-2], "--expert-episodes", "-1", "--out", str(tmp_path / "x.json")]) == 2
     assert "--expert-episodes: must be >= 0" in capsys.readouterr().err
+    # judged over another episode length than the run trained on (0: the task's own)
+    assert solo["episode_length"] == CFG.episode_length
+    longer = tmp_path / "longer.json"
+    argv = ["eval", str(run_dir), "--episodes", "2", "--expert-episodes", "0"]
+    assert main([*argv, "--episode-length", "0", "--out", str(longer)]) == 0
+    own = envs.default_episode_length("point_mass")
+    assert own != CFG.episode_length and json.loads(longer.read_text())["episode_length"] == own
+    assert main([*argv, "--episode-length", "-3", "--out", str(tmp_path / "y.json")]) == 2
+    assert "--episode-length: must be >= 0" in capsys.readouterr().err
 
     # export: the NumPy-only file acts like the checkpointed JAX policy
     import numpy as np

@@ -5,7 +5,8 @@ paper's tasks an expert episode takes minutes, a policy episode well under a sec
 
 The run's checkpoint restores onto any device count that divides the run's ``num_envs``
 and the episodes (``--devices``; default: the count the run was saved with).
-``--checkpoint`` picks which one: ``last`` (default; an unreadable newest one is skipped
+``--episode-length`` judges the policy over another episode length than the run trained on
+(0: the task's own). ``--checkpoint`` picks which one: ``last`` (default; an unreadable newest one is skipped
 with a warning), ``best`` (the highest policy-alone return in the run's metrics) or an
 iteration number. The result goes to ``RUN_DIR/eval.json`` (re-written by every eval of the
 run) or ``--out FILE``, which must not exist unless ``--force`` (as ``apexjax export``).
@@ -14,6 +15,7 @@ run) or ``--out FILE``, which must not exist unless ``--force`` (as ``apexjax ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -33,6 +35,14 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         help="episodes of the guided expert (default: as many as --episodes; 0 leaves the "
         "expert out: on the paper's tasks its episodes cost minutes each, the policy's "
         "seconds)",
+    )
+    p.add_argument(
+        "--episode-length",
+        type=int,
+        default=None,
+        metavar="T",
+        help="control steps per evaluation episode (default: the run's own; 0: the task's "
+        "full length, e.g. a humanoid trained on 300-step episodes, judged over 1000)",
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
@@ -71,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--expert-episodes: must be >= 0, got {expert_episodes}")
     if args.devices is not None and args.devices < 1:
         raise ConfigError(f"--devices: must be >= 1, got {args.devices}")
+    if args.episode_length is not None and args.episode_length < 0:
+        raise ConfigError(f"--episode-length: must be >= 0, got {args.episode_length}")
     from apexjax.train import check_run_dir_path
 
     check_run_dir_path(args.run_dir)
@@ -97,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
     import_run_modules(args.run_dir)  # the modules that register the run's task
     config, state = load_checkpoint(args.run_dir, devices, checkpoint=checkpoint)
+    if args.episode_length is not None:
+        config = dataclasses.replace(config, episode_length=args.episode_length)
     task = build_task(config)
     bar = Progress(2, unit="stage")
     try:
@@ -121,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         "backend": getattr(task, "backend", None),
         "episodes": args.episodes,
         "expert_episodes": expert_episodes,
+        "episode_length": task.episode_length,
         "checkpoint": checkpoint,
         "devices": devices,
         "iteration": int(state.iteration),
