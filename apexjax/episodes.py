@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from apexjax import policy
-from apexjax.envs.base import Task
+from apexjax.envs.base import State, Task
 from apexjax.guidance import adaptive_weight, guidance_distance, make_guidance_cost
 from apexjax.planning import icem
 from apexjax.planning.noise import colored_noise
@@ -28,6 +28,7 @@ __all__ = [
     "Episode",
     "EpisodeFns",
     "PolicyEpisode",
+    "Starts",
     "batched_episode_fns",
     "episode_fns",
     "episode_returns",
@@ -74,11 +75,31 @@ class EpisodeFns(NamedTuple):
       relabelled: ``(policy_state, key, lam0, on) -> Episode``: DAgger with batched
         relabelling: the policy acts for T steps, then the guided planner labels every
         visited state at once (each plan cold-started).
+      recorded: ``(policy_state, key, lam0, on) -> (Episode, Starts)``: an expert episode
+        that also returns the states it visited, with its planner memory at each.
+      restarted: ``(policy_state, key, lam0, on, starts) -> Episode``: DAgger in segments
+        of ``TrainConfig.dagger_segment`` steps, each from a state drawn from ``starts``
+        (leading axis S, e.g. every state of several recorded episodes, flattened).
     """
 
     expert: Callable[..., Episode]
     policy: Callable[..., PolicyEpisode]
     relabelled: Callable[..., Episode]
+    recorded: Callable[..., tuple[Episode, Starts]]
+    restarted: Callable[..., Episode]
+
+
+class Starts(NamedTuple):
+    """States an episode visited, as starts for DAgger segments (leading axis: steps, and
+    episodes when batched).
+
+    Attributes:
+      env: the environment state before each step.
+      planner: the planner's memory there (its warm start for that step).
+    """
+
+    env: State
+    planner: icem.PlannerState
 
 
 def episode_returns(costs: jax.Array) -> jax.Array:
@@ -134,31 +155,66 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
             )
         return action, pstate, info, lam_next
 
-    def episode(pol, key, policy_acts: jax.Array | bool, lam0: jax.Array, on: jax.Array):
-        """One episode; returns per-step obs [T,O], labels [T,A], costs [T], λ [T], final.
+    L = config.dagger_segment
 
-        ``lam0`` is λ at the first step; ``on`` (bool) is False during guidance warm-up."""
+    def run_episode(pol, key, policy_acts, lam0, on, starts: Starts | None, record: bool):
+        """One episode; per-step obs [T,O], labels [T,A], costs [T], λ [T], final, and
+        the visited states with the planner memory at each when ``record``. With
+        ``starts`` the episode restarts every L steps at a state drawn from them."""
         k_reset, k_steps = jax.random.split(key)
         env0 = task.reset(k_reset)
         pstate0 = icem.init(pcfg, (task.action_low, task.action_high))
         pi = policy_obs_fn(pol)
         on = jnp.asarray(on, jnp.float32)
 
-        def step(carry, k):
+        def step(carry, xs):
             env_state, pstate, lam = carry
+            k, t = xs
+            if starts is not None:
+                k, k_start = jax.random.split(k)
+                n = jax.tree.leaves(starts.env)[0].shape[0]
+                i = jax.random.randint(k_start, (), 0, n)
+                drawn = jax.tree.map(lambda x: x[i], starts)
+                restart = t % L == 0
+
+                def pick(a, b):
+                    return jnp.where(restart, a, b)
+
+                env_state = jax.tree.map(pick, drawn.env, env_state)
+                pstate = jax.tree.map(pick, drawn.planner, pstate)
             obs = task.observation(env_state)
-            planned, pstate, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
+            planned, pstate_next, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
             label = info.mean_action if label_mean else planned
             act = jnp.where(policy_acts, pi(obs), planned)
             nxt = task.step(env_state, act)
             cost = task.cost(env_state, act, nxt)
             out = (obs, label, cost, lam, info.num_simulated_steps)
-            return (nxt, pstate, lam_next), out
+            if record:
+                out = (*out, Starts(env_state, pstate))
+            return (nxt, pstate_next, lam_next), out
 
-        (final, _, _), (obs, labels, costs, lams, sims) = jax.lax.scan(
-            step, (env0, pstate0, jnp.asarray(lam0, jnp.float32)), jax.random.split(k_steps, T)
+        xs = (jax.random.split(k_steps, T), jnp.arange(T))
+        (final, _, _), outs = jax.lax.scan(
+            step, (env0, pstate0, jnp.asarray(lam0, jnp.float32)), xs
         )
-        return Episode(obs, labels, costs, lams, jnp.sum(sims), task.success(final))
+        obs, labels, costs, lams, sims = outs[:5]
+        ep = Episode(obs, labels, costs, lams, jnp.sum(sims), task.success(final))
+        return (ep, outs[5]) if record else ep
+
+    def episode(pol, key, policy_acts: jax.Array | bool, lam0: jax.Array, on: jax.Array):
+        """One episode (see :class:`EpisodeFns`); ``lam0`` is λ at the first step, ``on``
+        (bool) is False during guidance warm-up."""
+        return run_episode(pol, key, policy_acts, lam0, on, None, False)
+
+    def recorded_episode(pol, key, lam0: jax.Array, on: jax.Array):
+        """An expert episode and the states it visited, with the planner memory at each."""
+        return run_episode(pol, key, False, lam0, on, None, True)
+
+    def restarted_episode(pol, key, lam0: jax.Array, on: jax.Array, starts: Starts):
+        """DAgger in segments of L steps, each from a state drawn from ``starts``."""
+        if not L:
+            raise ValueError("restarted episodes need TrainConfig.dagger_segment > 0")
+        return run_episode(pol, key, True, lam0, on, starts, False)
 
     def relabelled_episode(pol, key, lam0: jax.Array, on: jax.Array):
         """DAgger with batched relabelling: the policy acts for T steps, then the guided
@@ -192,7 +248,9 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
         _, _, costs, final = rollout_closed_loop(task, env0, lambda s: pi(task.observation(s)), T)
         return PolicyEpisode(costs, task.success(final))
 
-    return EpisodeFns(episode, policy_episode, relabelled_episode)
+    return EpisodeFns(
+        episode, policy_episode, relabelled_episode, recorded_episode, restarted_episode
+    )
 
 
 def batched_episode_fns(

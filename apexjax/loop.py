@@ -13,7 +13,9 @@ One iteration, all inside one ``jax.jit``, vmapped over ``num_envs`` parallel ep
    data.
 2. DAgger episodes: the policy acts; at every visited state the guided planner plans
    (sequentially along the trajectory, warm-started from the previous step's plan) and its
-   action is the label.
+   action is the label. From a reset (the default), or with ``dagger_segment`` L > 0 in
+   segments of L steps, each starting at a state of this iteration's expert episodes
+   (which then run first) with the expert's planner memory there.
 3. Aggregation into the fixed-capacity dataset, normaliser update with the new observations.
 4. ``sgd_steps`` minibatch steps on the whole aggregated dataset (warm start).
 5. Evaluation of the updated policy alone (no planner) on fresh episodes, then the next
@@ -124,12 +126,33 @@ def make_train_step(
     polcfg = config.policy
     run_episodes, run_policy_episodes = batched_episode_fns(config, task)
     batched = config.dagger and config.relabel == "batched"
+    segmented = config.dagger_segment > 0
+    if config.dagger_segment > T:
+        raise ConfigError(
+            f"TrainConfig.dagger_segment: {config.dagger_segment} is longer than the "
+            f"{T}-step episode; use 1..{T}, or 0 for DAgger episodes from a reset"
+        )
+    mesh = make_mesh(config.num_devices) if config.num_devices > 1 else None
     if batched:
         relabelled = episode_fns(config, task).relabelled
         run_relabelled = split_over_devices(
             lambda pol, keys, lam0, on: jax.vmap(lambda k: relabelled(pol, k, lam0, on))(keys),
-            make_mesh(config.num_devices) if config.num_devices > 1 else None,
+            mesh,
             (False, True, False, False),
+        )
+    if segmented:  # the expert episodes first, then DAgger segments from their states
+        fns = episode_fns(config, task)
+        run_recorded = split_over_devices(
+            lambda pol, keys, lam0, on: jax.vmap(lambda k: fns.recorded(pol, k, lam0, on))(keys),
+            mesh,
+            (False, True, False, False),
+        )
+        run_restarted = split_over_devices(
+            lambda pol, keys, lam0, on, starts: jax.vmap(
+                lambda k: fns.restarted(pol, k, lam0, on, starts)
+            )(keys),
+            mesh,
+            (False, True, False, False, False),  # every device draws from all the starts
         )
 
     def train_step(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -161,9 +184,15 @@ def make_train_step(
         # as large for the accelerator.
         if batched:  # the DAgger phase is rolled out first and labelled in one batch
             looped = [p for p in phases if not p[2]]
+        elif segmented:  # the expert's episodes, then DAgger from their states
+            looped = []
         else:
             looped = phases
         outs = []
+        if segmented:
+            expert, starts = run_recorded(pol, jax.random.split(k_exp, E), lam0, on)
+            flat = jax.tree.map(lambda x: x.reshape(E * T, *x.shape[2:]), starts)
+            outs += [expert, run_restarted(pol, jax.random.split(k_dag, E), lam0, on, flat)]
         if looped:
             keys = jnp.concatenate([jax.random.split(k, E) for _, k, _, _ in looped])
             acts = jnp.concatenate([jnp.full((E,), a) for _, _, a, _ in looped])

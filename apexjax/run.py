@@ -69,6 +69,15 @@ class TrainConfig:
         states at once (one vmap, every plan cold-started): no sequential dependency
         between labels, so an accelerator gets T times the batch. Needs a guidance mode
         whose λ is fixed over the iteration (off, fixed, progress, gap).
+      dagger_segment: where DAgger episodes start. 0 (the default, the paper's): at a
+        reset, each running the task's T steps. L > 0: in segments of L steps, each
+        starting at a state drawn uniformly from those this iteration's expert episodes
+        visited, with the expert's planner memory at that state (so the first label is
+        warm-started as the expert's was); T/L segments per DAgger episode, so the label
+        count is the same: DAgger with restarts from the expert's states, so the labels
+        go to the policy's mistakes along the whole expert trajectory (its later phases
+        included, as a curriculum on a sparse task), and a policy caught in an absorbing
+        state spends at most L steps there. Needs expert data and sequential relabelling.
       label: the dataset's target at each labelled state. ``"executed"``: the action the
         guided planner executes (its best sequence's first action under the planner's
         ``execute="best"``), the paper's choice. ``"mean"``: the first action of the
@@ -106,6 +115,7 @@ class TrainConfig:
     expert_data: bool = True
     dagger: bool = True
     relabel: Literal["sequential", "batched"] = "sequential"
+    dagger_segment: int = 0
     label: Literal["executed", "mean"] = "executed"
     policy_candidates: int = 1
     candidate_noise: float = 0.1
@@ -125,6 +135,7 @@ class TrainConfig:
             "iterations": 1,
             "num_envs": 1,
             "episode_length": 0,
+            "dagger_segment": 0,
             "policy_candidates": 0,
             "sgd_steps": 1,
             "dataset_capacity": 1,
@@ -160,6 +171,17 @@ class TrainConfig:
                 f"TrainConfig.relabel: 'batched' labels all states at once, so λ cannot adapt "
                 f"per step as guidance.mode={self.guidance.mode!r} does; use 'sequential' or a "
                 "mode with one λ per iteration (off, fixed, progress, gap)"
+            )
+        if self.dagger_segment and not (self.dagger and self.expert_data):
+            raise ConfigError(
+                f"TrainConfig.dagger_segment: {self.dagger_segment} starts DAgger segments at "
+                "states of the expert episodes, so it needs dagger=True and expert_data=True; "
+                "use 0 (DAgger episodes from a reset)"
+            )
+        if self.dagger_segment and self.relabel == "batched":
+            raise ConfigError(
+                f"TrainConfig.dagger_segment: {self.dagger_segment} works with "
+                "relabel='sequential' only; use 0 with 'batched'"
             )
         if not (self.expert_data or self.dagger):
             raise ConfigError("TrainConfig: expert_data and dagger cannot both be off (no data)")

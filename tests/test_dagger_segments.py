@@ -1,0 +1,61 @@
+"""DAgger in segments that start at states of the expert's episodes
+(``TrainConfig.dagger_segment``): the config's checks, the default left as it was, and each
+segment starting exactly at a state the expert visited, on pure JAX and on native physics.
+With dagger_segment=0 the step is the plain one (its keys and order are kept: the other
+tests of the loop, resume included, run it)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from _tiny import tiny_config
+
+from apexjax import aggregator
+from apexjax.configs import ConfigError
+from apexjax.loop import build_task, init_train_state, make_train_step
+
+E, T, L = 2, 6, 2
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="dagger_segment"):
+        tiny_config(dagger_segment=-1)
+    with pytest.raises(ConfigError, match="needs dagger=True and expert_data=True"):
+        tiny_config(dagger_segment=2, expert_data=False)
+    with pytest.raises(ConfigError, match="needs dagger=True and expert_data=True"):
+        tiny_config(dagger_segment=2, dagger=False)
+    with pytest.raises(ConfigError, match="relabel='sequential' only"):
+        tiny_config(dagger_segment=2, relabel="batched")
+    config = tiny_config(dagger_segment=T + 1)
+    with pytest.raises(ConfigError, match="longer than the 6-step episode"):
+        make_train_step(config, build_task(config))
+
+
+def _rows(config):
+    task = build_task(config)
+    state, metrics = make_train_step(config, task)(init_train_state(config, task))
+    data = state.dataset
+    n = int(data.size)
+    obs = np.asarray(data.obs[:n])
+    source = np.asarray(data.source[:n])
+    return obs[source == aggregator.SOURCE_EXPERT], obs[source == aggregator.SOURCE_POLICY], metrics
+
+
+@pytest.mark.parametrize(
+    "task", ["point_mass", pytest.param("pendulum_swingup", id="native-pendulum")]
+)
+def test_segments_start_at_states_the_expert_visited(task):
+    plain = tiny_config(task)
+    segmented = dataclasses.replace(plain, dagger_segment=L)
+    assert plain.backend == "auto"  # native physics for the MuJoCo task on this CPU
+    expert, dagger, metrics = _rows(segmented)
+    assert expert.shape == dagger.shape == (E * T, build_task(plain).observation_dim)
+    # the expert's episodes are those of the plain run (same keys, run first)
+    plain_expert, plain_dagger, _ = _rows(plain)
+    np.testing.assert_array_equal(expert, plain_expert)
+    # every segment's first observation is one the expert saw (the exact bits of its
+    # state restored), and not simply the plain run's DAgger states
+    for i in range(0, E * T, L):  # rows are episode-major: every L-th one starts a segment
+        assert np.any(np.all(expert == dagger[i], axis=1)), f"row {i} is no expert state"
+    assert not np.array_equal(dagger, plain_dagger)
+    assert np.isfinite(metrics["dagger_return"]) and np.isfinite(metrics["loss"])
