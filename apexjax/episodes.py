@@ -46,6 +46,8 @@ class Episode(NamedTuple):
       weights: ``[T]`` the guidance weight λ each plan used.
       simulated_steps: the planner's simulated control steps over the episode (scalar).
       success: whether the final state counts as solved (bool scalar).
+      actions: ``[T, A]`` the actions taken (the planner's in an expert episode, the
+        policy's in DAgger): with ``label="mean"`` they differ from the labels.
     """
 
     observations: jax.Array
@@ -54,6 +56,7 @@ class Episode(NamedTuple):
     weights: jax.Array
     simulated_steps: jax.Array
     success: jax.Array
+    actions: jax.Array
 
 
 class PolicyEpisode(NamedTuple):
@@ -67,10 +70,12 @@ class EpisodeFns(NamedTuple):
     """The episode functions of one config and task (one environment each).
 
     Attributes:
-      expert: ``(policy_state, key, policy_acts, lam0, on) -> Episode``: the guided planner
-        plans at every step; it acts (``policy_acts`` False: an expert episode) or labels
-        the states the policy visits (True: DAgger, warm-started plan to plan). ``lam0``
-        is λ at the first step, ``on`` False during guidance warm-up.
+      expert: ``(policy_state, key, policy_acts, lam0, on, warm=True) -> Episode``: the
+        guided planner plans at every step; it acts (``policy_acts`` False: an expert
+        episode) or labels the states the policy visits (True: DAgger, warm-started plan to
+        plan). ``lam0`` is λ at the first step, ``on`` False during guidance warm-up,
+        ``warm`` False while the policy's warm start waits (``TrainConfig.warm_start``);
+        the other episode functions take the same two flags.
       policy: ``(policy_state, key) -> PolicyEpisode``: the policy alone, no planner.
       relabelled: ``(policy_state, key, lam0, on) -> Episode``: DAgger with batched
         relabelling: the policy acts for T steps, then the guided planner labels every
@@ -118,15 +123,22 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
     def policy_obs_fn(pol: policy.PolicyState) -> Callable[[jax.Array], jax.Array]:
         return lambda obs: policy.act(polcfg, pol, obs)
 
-    def guided_plan(pol, key, pstate, env_state, lam, on):
-        """Plan from ``env_state`` with policy candidates and guidance; returns λ for next."""
+    warm_policy = config.warm_start == "policy"
+
+    def guided_plan(pol, key, pstate, env_state, lam, on, warm):
+        """Plan from ``env_state`` with policy candidates and guidance; returns λ for next.
+        With ``warm_start="policy"`` and ``warm`` True the planner samples around the
+        policy's own closed-loop rollout instead of its shifted mean."""
         pi = policy_obs_fn(pol)
         k_plan, k_noise = jax.random.split(key)
         cands = None
-        if M:
+        if M or warm_policy:
             own, _, _, _ = rollout_closed_loop(
                 task, env_state, lambda s: pi(task.observation(s)), h
             )
+        if warm_policy:
+            pstate = pstate.replace(mean=jnp.where(warm, own, pstate.mean))
+        if M:
             noise = colored_noise(k_noise, pstate.beta, (M, h, own.shape[-1]))
             scale = config.candidate_noise * (high - low) / 2.0
             noisy = jnp.clip(own[None] + scale * noise, low, high)
@@ -157,7 +169,7 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
 
     L = config.dagger_segment
 
-    def run_episode(pol, key, policy_acts, lam0, on, starts: Starts | None, record: bool):
+    def run_episode(pol, key, policy_acts, lam0, on, warm, starts: Starts | None, record: bool):
         """One episode; per-step obs [T,O], labels [T,A], costs [T], λ [T], final, and
         the visited states with the planner memory at each when ``record``. With
         ``starts`` the episode restarts every L steps at a state drawn from them."""
@@ -183,12 +195,14 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
                 env_state = jax.tree.map(pick, drawn.env, env_state)
                 pstate = jax.tree.map(pick, drawn.planner, pstate)
             obs = task.observation(env_state)
-            planned, pstate_next, info, lam_next = guided_plan(pol, k, pstate, env_state, lam, on)
+            planned, pstate_next, info, lam_next = guided_plan(
+                pol, k, pstate, env_state, lam, on, warm
+            )
             label = info.mean_action if label_mean else planned
             act = jnp.where(policy_acts, pi(obs), planned)
             nxt = task.step(env_state, act)
             cost = task.cost(env_state, act, nxt)
-            out = (obs, label, cost, lam, info.num_simulated_steps)
+            out = (obs, label, cost, lam, info.num_simulated_steps, act)
             if record:
                 out = (*out, Starts(env_state, pstate))
             return (nxt, pstate_next, lam_next), out
@@ -197,26 +211,27 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
         (final, _, _), outs = jax.lax.scan(
             step, (env0, pstate0, jnp.asarray(lam0, jnp.float32)), xs
         )
-        obs, labels, costs, lams, sims = outs[:5]
-        ep = Episode(obs, labels, costs, lams, jnp.sum(sims), task.success(final))
-        return (ep, outs[5]) if record else ep
+        obs, labels, costs, lams, sims, acts = outs[:6]
+        ep = Episode(obs, labels, costs, lams, jnp.sum(sims), task.success(final), acts)
+        return (ep, outs[6]) if record else ep
 
-    def episode(pol, key, policy_acts: jax.Array | bool, lam0: jax.Array, on: jax.Array):
+    def episode(pol, key, policy_acts, lam0, on, warm=True):
         """One episode (see :class:`EpisodeFns`); ``lam0`` is λ at the first step, ``on``
-        (bool) is False during guidance warm-up."""
-        return run_episode(pol, key, policy_acts, lam0, on, None, False)
+        (bool) is False during guidance warm-up, ``warm`` False while the policy's warm
+        start waits (``TrainConfig.warm_start_after``)."""
+        return run_episode(pol, key, policy_acts, lam0, on, warm, None, False)
 
-    def recorded_episode(pol, key, lam0: jax.Array, on: jax.Array):
+    def recorded_episode(pol, key, lam0, on, warm=True):
         """An expert episode and the states it visited, with the planner memory at each."""
-        return run_episode(pol, key, False, lam0, on, None, True)
+        return run_episode(pol, key, False, lam0, on, warm, None, True)
 
-    def restarted_episode(pol, key, lam0: jax.Array, on: jax.Array, starts: Starts):
+    def restarted_episode(pol, key, lam0, on, starts: Starts, warm=True):
         """DAgger in segments of L steps, each from a state drawn from ``starts``."""
         if not L:
             raise ValueError("restarted episodes need TrainConfig.dagger_segment > 0")
-        return run_episode(pol, key, True, lam0, on, starts, False)
+        return run_episode(pol, key, True, lam0, on, warm, starts, False)
 
-    def relabelled_episode(pol, key, lam0: jax.Array, on: jax.Array):
+    def relabelled_episode(pol, key, lam0, on, warm=True):
         """DAgger with batched relabelling: the policy acts for T steps, then the guided
         planner labels every visited state at once (cold start). Same outputs as
         ``episode``."""
@@ -226,20 +241,21 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
         def act(s, _):
             a = jnp.clip(pi(task.observation(s)), low, high)
             s2 = task.step(s, a)
-            return s2, (s, task.cost(s, a, s2))
+            return s2, (s, task.cost(s, a, s2), a)
 
-        final, (states, costs) = jax.lax.scan(act, task.reset(k_reset), None, length=T)
+        final, (states, costs, acts) = jax.lax.scan(act, task.reset(k_reset), None, length=T)
         pstate0 = icem.init(pcfg, (task.action_low, task.action_high))
         lam = jnp.asarray(lam0, jnp.float32)
         on = jnp.asarray(on, jnp.float32)
 
         def label(s, k):
-            a, _, info, _ = guided_plan(pol, k, pstate0, s, lam, on)
+            a, _, info, _ = guided_plan(pol, k, pstate0, s, lam, on, warm)
             return (info.mean_action if label_mean else a), info.num_simulated_steps
 
         labels, sims = jax.vmap(label)(states, jax.random.split(k_plan, T))
         obs = jax.vmap(task.observation)(states)
-        return Episode(obs, labels, costs, jnp.full((T,), lam), jnp.sum(sims), task.success(final))
+        lams = jnp.full((T,), lam)
+        return Episode(obs, labels, costs, lams, jnp.sum(sims), task.success(final), acts)
 
     def policy_episode(pol, key):
         """Policy alone (no planner): costs [T], success."""
@@ -258,19 +274,19 @@ def batched_episode_fns(
 ) -> tuple[Callable[..., Episode], Callable[..., PolicyEpisode]]:
     """Episodes over a leading batch axis of keys, split over ``config.num_devices``:
 
-    ``run_episodes(pol, keys [B], policy_acts [B], lam0, on)`` (the guided planner in the
-    loop) and ``run_policy_episodes(pol, keys [B])`` (the policy alone). The policy, λ and
-    the warm-up flag are replicated on every device.
+    ``run_episodes(pol, keys [B], policy_acts [B], lam0, on, warm)`` (the guided planner in
+    the loop) and ``run_policy_episodes(pol, keys [B])`` (the policy alone). The policy, λ
+    and the warm-up flags are replicated on every device.
     """
     fns = episode_fns(config, task)
     episode, policy_episode = fns.expert, fns.policy
     mesh = make_mesh(config.num_devices) if config.num_devices > 1 else None
     run_episodes = split_over_devices(
-        lambda pol, keys, acts, lam0, on: jax.vmap(lambda k, a: episode(pol, k, a, lam0, on))(
-            keys, acts
-        ),
+        lambda pol, keys, acts, lam0, on, warm: jax.vmap(
+            lambda k, a: episode(pol, k, a, lam0, on, warm)
+        )(keys, acts),
         mesh,
-        (False, True, True, False, False),
+        (False, True, True, False, False, False),
     )
     run_policy_episodes = split_over_devices(
         lambda pol, keys: jax.vmap(lambda k: policy_episode(pol, k))(keys), mesh, (False, True)

@@ -104,6 +104,7 @@ def make_evaluate(
                 jnp.zeros((n_exp,), bool),
                 lam0,
                 jnp.bool_(True),
+                jnp.bool_(True),  # a trained policy: its warm start, if the config has one
             )
             out["expert_return"] = jnp.mean(episode_returns(expert.costs))
             if task.has_success:
@@ -136,23 +137,27 @@ def make_train_step(
     if batched:
         relabelled = episode_fns(config, task).relabelled
         run_relabelled = split_over_devices(
-            lambda pol, keys, lam0, on: jax.vmap(lambda k: relabelled(pol, k, lam0, on))(keys),
+            lambda pol, keys, lam0, on, warm: jax.vmap(
+                lambda k: relabelled(pol, k, lam0, on, warm)
+            )(keys),
             mesh,
-            (False, True, False, False),
+            (False, True, False, False, False),
         )
     if segmented:  # the expert episodes first, then DAgger segments from their states
         fns = episode_fns(config, task)
         run_recorded = split_over_devices(
-            lambda pol, keys, lam0, on: jax.vmap(lambda k: fns.recorded(pol, k, lam0, on))(keys),
-            mesh,
-            (False, True, False, False),
-        )
-        run_restarted = split_over_devices(
-            lambda pol, keys, lam0, on, starts: jax.vmap(
-                lambda k: fns.restarted(pol, k, lam0, on, starts)
+            lambda pol, keys, lam0, on, warm: jax.vmap(
+                lambda k: fns.recorded(pol, k, lam0, on, warm)
             )(keys),
             mesh,
-            (False, True, False, False, False),  # every device draws from all the starts
+            (False, True, False, False, False),
+        )
+        run_restarted = split_over_devices(
+            lambda pol, keys, lam0, on, starts, warm: jax.vmap(
+                lambda k: fns.restarted(pol, k, lam0, on, starts, warm)
+            )(keys),
+            mesh,
+            (False, True, False, False, False, False),  # every device draws from all starts
         )
 
     def train_step(state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -161,6 +166,7 @@ def make_train_step(
         metrics: dict[str, jax.Array] = {}
         gcfg = config.guidance
         on = it >= gcfg.warmup_iterations
+        warm = it >= config.warm_start_after  # the policy's warm start (warm_start="policy")
         lam0 = initial_weight(gcfg, state.guidance_weight, on)
         best = state.best_expert_cost
         untrained = state.untrained_policy_cost
@@ -190,18 +196,19 @@ def make_train_step(
             looped = phases
         outs = []
         if segmented:
-            expert, starts = run_recorded(pol, jax.random.split(k_exp, E), lam0, on)
+            expert, starts = run_recorded(pol, jax.random.split(k_exp, E), lam0, on, warm)
             flat = jax.tree.map(lambda x: x.reshape(E * T, *x.shape[2:]), starts)
-            outs += [expert, run_restarted(pol, jax.random.split(k_dag, E), lam0, on, flat)]
+            dagger = run_restarted(pol, jax.random.split(k_dag, E), lam0, on, flat, warm)
+            outs += [expert, dagger]
         if looped:
             keys = jnp.concatenate([jax.random.split(k, E) for _, k, _, _ in looped])
             acts = jnp.concatenate([jnp.full((E,), a) for _, _, a, _ in looped])
-            all_out = run_episodes(pol, keys, acts, lam0, on)
+            all_out = run_episodes(pol, keys, acts, lam0, on, warm)
             outs += [
                 Episode(*(x[i * E : (i + 1) * E] for x in all_out)) for i in range(len(looped))
             ]
         if batched:
-            outs.append(run_relabelled(pol, jax.random.split(k_dag, E), lam0, on))
+            outs.append(run_relabelled(pol, jax.random.split(k_dag, E), lam0, on, warm))
         for (name, _, policy_acts, source), ep in zip(phases, outs, strict=True):
             flat_obs = ep.observations.reshape(E * T, -1)
             data = aggregator.add(data, flat_obs, ep.labels.reshape(E * T, -1), source, it)

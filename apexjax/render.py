@@ -525,7 +525,8 @@ def expert_episodes(
 
     def one(pol: PolicyState, k: jax.Array, lam: jax.Array) -> tuple[Any, ...]:
         ep = episode(pol, k, False, lam, jnp.bool_(True))
-        return task.reset(_reset_key(k)), ep.labels, ep.costs, ep.success
+        # the executed actions (with label="mean" the labels are the planner mean's)
+        return task.reset(_reset_key(k)), ep.actions, ep.costs, ep.success
 
     return _episodes(task, jax.vmap(one, in_axes=(None, 0, None)), policy_state, keys, lam0)
 
