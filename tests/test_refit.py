@@ -19,9 +19,16 @@ from experiments import refit  # noqa: E402
 TINY = tiny_config("cartpole_swingup", episode_length=20, dataset_capacity=200, backend="native")
 
 
-def test_refit_reads_the_runs_dataset_and_writes_json(tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """TINY trained for one iteration (shared: the scripts only read it)."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
     train(TINY, run)
+    return run
+
+
+def test_refit_reads_the_runs_dataset_and_writes_json(tiny_run, tmp_path):
+    run = tiny_run
     _, state = load_checkpoint(run)
     out = tmp_path / "refit.json"
     variants = ["base::5", "wide expert:hidden=16x16,learning_rate=1e-3:5"]
@@ -78,3 +85,25 @@ def test_checkpoint_evals_compare_runs_on_the_same_episodes(tmp_path):
         checkpoint_evals.parse_run(str(run))
     with pytest.raises(SystemExit, match="no checkpoints"):
         checkpoint_evals.main(["c=" + str(tmp_path / "empty")])
+
+
+def test_label_noise_measures_every_way_of_starting_the_planner(tiny_run, tmp_path):
+    """experiments/label_noise.py on a tiny run: every way of starting the planner measured,
+    finite returns, noise shares in [0, 1], the command recorded, bad counts refused."""
+    from experiments import label_noise
+
+    run = tiny_run
+    out = tmp_path / "noise.json"
+    args = [str(run), "--steps", "8", "--states", "3", "--repeats", "3", "--episodes", "1"]
+    assert label_noise.main([*args, "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["ways"]) == set(label_noise.WAYS) and r["checkpoint"] == 1
+    for way in r["ways"].values():
+        assert len(way["expert_returns"]) == 1 and np.isfinite(way["expert_returns"]).all()
+        for label in ("executed", "mean"):
+            for memory in ("state_only", "given_memory"):
+                assert 0.0 <= way[label][memory]["noise_share"] <= 1.0
+        assert way["policy_to_mean_label"] >= 0.0
+    assert r["command"].startswith("python experiments/label_noise.py ")
+    with pytest.raises(SystemExit, match="--states"):
+        label_noise.main([str(run), "--steps", "2", "--states", "3"])
