@@ -18,7 +18,8 @@ one checkpoint, for each way of starting the planner at a control step:
   what the way computes from the state alone (``state_only``: the carried mean and elites
   cleared; what a policy that sees only the state faces) and from the memory the expert
   carried to that state (``given_memory``);
-- the mean squared distance from the policy's action to the mean label (state only).
+- the mean squared distance from the policy's action to each label (state only): how far
+  the labels would move the policy.
 
 Ways of starting the planner: ``memory`` (iCEM's own: the mean and elites it carried),
 ``afresh`` (reset at every step), ``policy`` (sampling around the policy's own closed-loop
@@ -158,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
             if memory_name == "state_only":
                 pol = np.asarray(jax.vmap(lambda s: norm(pi(task.observation(s))))(states))
-                out["policy_to_mean_label"] = float(((mean.mean(axis=1) - pol) ** 2).mean())
+                for name, lab in (("executed", executed), ("mean", mean)):
+                    dist = ((lab - pol[:, None]) ** 2).mean()  # over runs, states, actions
+                    out[f"policy_to_{name}_label"] = float(dist)
         return out
 
     # the states the noise is measured at: along the first episode, past its first tenth
@@ -185,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{np.round(np.asarray(returns), 1).tolist()}; noise share, state only: executed "
             f"{share['executed', 'state_only']:.2f}, mean {share['mean', 'state_only']:.2f}; "
             f"given memory: executed {share['executed', 'given_memory']:.2f}, mean "
-            f"{share['mean', 'given_memory']:.2f}; policy to mean label "
-            f"{noise['policy_to_mean_label']:.3f}",
+            f"{share['mean', 'given_memory']:.2f}; policy to label: executed "
+            f"{noise['policy_to_executed_label']:.3f}, mean {noise['policy_to_mean_label']:.3f}",
             flush=True,
         )
     result = {

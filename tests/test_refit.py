@@ -103,7 +103,7 @@ def test_label_noise_measures_every_way_of_starting_the_planner(tiny_run, tmp_pa
         for label in ("executed", "mean"):
             for memory in ("state_only", "given_memory"):
                 assert 0.0 <= way[label][memory]["noise_share"] <= 1.0
-        assert way["policy_to_mean_label"] >= 0.0
+        assert way["policy_to_mean_label"] >= 0.0 and way["policy_to_executed_label"] >= 0.0
     assert r["command"].startswith("python experiments/label_noise.py ")
     with pytest.raises(SystemExit, match="--states"):
         label_noise.main([str(run), "--steps", "2", "--states", "3"])
