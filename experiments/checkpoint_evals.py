@@ -35,6 +35,15 @@ def parse_run(text: str) -> tuple[str, pathlib.Path]:
     return name, pathlib.Path(path)
 
 
+def episode_keys(episodes: int):
+    """The start keys of the ``episodes`` policy episodes every checkpoint and run is
+    measured on (``PRNGKey(1000)`` split, as ``experiments/refit.py``; reused by
+    ``experiments/end_states.py``)."""
+    import jax
+
+    return jax.random.split(jax.random.PRNGKey(1000), episodes)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from apexjax.train import checkpoint_steps, load_checkpoint
     from benchmarks._common import save_results
 
-    keys = jax.random.split(jax.random.PRNGKey(1000), args.episodes)
+    keys = episode_keys(args.episodes)
     results: dict[str, object] = {"episodes": args.episodes, "runs": {}}
     task_name = None
     for name, run_dir in runs:

@@ -107,3 +107,48 @@ def test_label_noise_measures_every_way_of_starting_the_planner(tiny_run, tmp_pa
     assert r["command"].startswith("python experiments/label_noise.py ")
     with pytest.raises(SystemExit, match="--states"):
         label_noise.main([str(run), "--steps", "2", "--states", "3"])
+
+
+def test_end_states_groups_still_episodes_and_counts_the_rows_there(tiny_run, tmp_path):
+    """experiments/end_states.py on a tiny run: the policy's episodes start where
+    checkpoint_evals' do (same returns), every episode still and within one group under
+    huge thresholds, then all valid rows near it; the greedy grouping on its own."""
+    import jax
+
+    from apexjax.episodes import episode_fns, episode_returns
+    from apexjax.run import build_task
+    from experiments import end_states
+    from experiments.checkpoint_evals import episode_keys
+
+    out = tmp_path / "end.json"
+    args = [str(tiny_run), "--episodes", "3", "--tail", "5", "--still", "1e9"]
+    assert end_states.main([*args, "--radius", "1e9", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    cfg, state = load_checkpoint(tiny_run)
+    ep = jax.vmap(lambda k: episode_fns(cfg, build_task(cfg)).policy(state.policy, k))(
+        episode_keys(3)
+    )
+    np.testing.assert_allclose(r["returns"], episode_returns(ep.costs), rtol=1e-5)
+    n = int(state.dataset.size)
+    assert (r["task"], r["checkpoint"], r["tail"], r["dataset_rows"]) == (
+        "cartpole_swingup",
+        1,
+        5,
+        n,
+    )
+    assert r["still"] == [True] * 3 and len(r["final_observations"]) == 3
+    (g,) = r["groups"]
+    assert g["size"] == 3 and g["dataset_rows_near"] == n
+    assert sum(g["dataset_rows_near_by_origin"].values()) == n
+    assert set(g["dataset_rows_near_by_origin"]) <= {"expert, iteration 1", "policy, iteration 1"}
+    assert np.all(np.abs(g["policy_action"]) <= 1.0)
+    assert g["policy_action_norm"] == pytest.approx(np.linalg.norm(g["policy_action"]))
+    assert len(g["label_std"]) == len(g["policy_action"])
+    assert g["label_std_mean"] == pytest.approx(np.mean(g["label_std"]))
+    assert r["command"].startswith("python experiments/end_states.py ")
+    x = np.array([[0.0], [5.0], [0.5], [5.2], [9.0], [1.1]])
+    still = np.array([True, True, True, True, True, False])
+    assert end_states.group_still(x, still, 1.0) == [[0, 2], [1, 3], [4]]
+    assert end_states.group_still(x, np.zeros(6, bool), 1.0) == []
+    with pytest.raises(SystemExit, match="--radius"):
+        end_states.main([str(tiny_run), "--radius", "0"])
