@@ -90,15 +90,16 @@ class TrainConfig:
         ``"policy"``: around the policy's own closed-loop rollout from the current state
         (its elites of the previous step are still shifted in), so that the planner's
         answer at a state is an improvement of what the policy does there rather than of
-        a plan the planner happened to commit to earlier. Measured on half-cheetah: the
-        paper planner's label at a state is mostly the memory it carries (started afresh
-        at the same state it varies between runs 1.5x as much as between states), which
-        a policy that sees only the state cannot learn; sampling around a once-trained
-        policy's rollout kept the expert's return and cut that share from 0.60 to 0.17
-        (docs/experiments.md).
+        a plan the planner happened to commit to earlier. Measured on half-cheetah
+        (``experiments/label_noise.py``, docs/experiments.md): the paper planner's mean
+        label is 16 % run-to-run noise when planned from the state alone, 3 % given the
+        memory it carries, and varies between states twice as much with that memory as
+        without, which a policy that sees only the state cannot know; around a trained
+        policy's rollout the expert returned at least as much, its label 7 % noise either
+        way and close to the policy's own action.
       warm_start_after: outer iterations at the start that use the planner's own mean
-        before ``warm_start="policy"`` takes over (around an untrained policy the expert
-        is weak: measured 390 against 940 over 200 half-cheetah steps).
+        before ``warm_start="policy"`` takes over (an untrained policy's rollout is a
+        poor plan to sample around).
       policy_candidates: policy rollouts in the planner population: 0 (none), 1 (the
         policy's own closed-loop rollout), or more (plus noisy copies of it).
       candidate_noise: std (fraction of the half action range) of the colored noise added
