@@ -37,7 +37,7 @@ def parse_run(text: str) -> tuple[str, pathlib.Path]:
 
 def episode_keys(episodes: int):
     """The start keys of the ``episodes`` policy episodes every checkpoint and run is
-    measured on (``PRNGKey(1000)`` split, as ``experiments/refit.py``; reused by
+    measured on (``PRNGKey(1000)`` split; shared with ``experiments/refit.py`` and
     ``experiments/end_states.py``)."""
     import jax
 

@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from apexjax.run import build_task
     from apexjax.train import load_checkpoint
     from benchmarks._common import save_results
+    from experiments.checkpoint_evals import episode_keys
 
     cfg, st = load_checkpoint(args.run_dir)
     task = build_task(cfg)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     obs, act = st.dataset.obs[:n], st.dataset.actions[:n]
     src = np.asarray(st.dataset.source[:n])
 
-    keys = jax.random.split(jax.random.PRNGKey(1000), args.episodes)
+    keys = episode_keys(args.episodes)
 
     def evaluate(pcfg: policy.PolicyConfig, pst: policy.PolicyState) -> tuple[float, float | None]:
         """The policy alone on the same fresh episodes: the training step's own evaluation."""
