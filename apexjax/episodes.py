@@ -85,6 +85,10 @@ class EpisodeFns(NamedTuple):
       restarted: ``(policy_state, key, lam0, on, starts) -> Episode``: DAgger in segments
         of ``TrainConfig.dagger_segment`` steps, each from a state drawn from ``starts``
         (leading axis S, e.g. every state of several recorded episodes, flattened).
+      plan: ``(policy_state, key, planner_state, env_state, lam, on, warm) -> (action,
+        planner_state, PlanInfo, next_lam)``: one control step of the guided planner as
+        the episodes run it (the policy's candidates, its warm start, guidance at λ
+        ``lam``), for measuring the expert at chosen states.
     """
 
     expert: Callable[..., Episode]
@@ -92,6 +96,7 @@ class EpisodeFns(NamedTuple):
     relabelled: Callable[..., Episode]
     recorded: Callable[..., tuple[Episode, Starts]]
     restarted: Callable[..., Episode]
+    plan: Callable[..., tuple[jax.Array, icem.PlannerState, icem.PlanInfo, jax.Array]]
 
 
 class Starts(NamedTuple):
@@ -265,7 +270,12 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
         return PolicyEpisode(costs, task.success(final))
 
     return EpisodeFns(
-        episode, policy_episode, relabelled_episode, recorded_episode, restarted_episode
+        episode,
+        policy_episode,
+        relabelled_episode,
+        recorded_episode,
+        restarted_episode,
+        guided_plan,
     )
 
 

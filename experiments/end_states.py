@@ -22,7 +22,7 @@ checkpoint of a run and:
    default radius 1.0 admits one standard deviation in one dimension, or less spread over
    several;
 3. for each group (largest first): its mean final observation, the policy's action there
-   normalised to [-1, 1] (``2 (a - low) / (high - low) - 1``) and its Euclidean norm, the
+   normalised to [-1, 1] (:func:`apexjax.policy.normalize_action`) and its Euclidean norm, the
    number of the dataset's valid rows within ``--radius`` of the mean (same distance) and
    the per-dimension std of their labels (normalised actions; null with fewer than two
    rows) with its mean over dimensions, and their mean label. The count can hinge on the
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     task = build_task(config)
     T = task.episode_length
     tail = min(args.tail, T)
-    low, high = np.asarray(task.action_low, float), np.asarray(task.action_high, float)
+    low, high = task.action_low, task.action_high
 
     def pi(obs, pol=state.policy):
         return policy.act(config.policy, pol, obs)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     data = state.dataset
     n = int(data.size)  # the ring buffer's valid rows are [0, size)
     rows = np.asarray(data.obs[:n], dtype=float)
-    labels = 2.0 * (np.asarray(data.actions[:n], dtype=float) - low) / (high - low) - 1.0
+    labels = np.asarray(policy.normalize_action(data.actions[:n], low, high), dtype=float)
     scale = (
         np.sqrt(rows.var(axis=0) + config.policy.normalizer_eps) if n else np.ones(obs.shape[-1])
     )
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     groups = []
     for members in group_still(final / scale, still, args.radius):
         centre = final[members].mean(axis=0)
-        a = np.clip(np.asarray(pi(jnp.asarray(centre, jnp.float32)), float), low, high)
-        a = 2.0 * (a - low) / (high - low) - 1.0
+        a = np.asarray(policy.normalize_action(pi(jnp.asarray(centre, jnp.float32)), low, high))
+        a = a.astype(float)
         dist = np.linalg.norm((rows - centre) / scale, axis=-1)
         near = dist <= args.radius
         label_std = labels[near].std(axis=0) if near.sum() >= 2 else None

@@ -63,63 +63,54 @@ def main(argv: list[str] | None = None) -> int:
 
     from apexjax import policy
     from apexjax.commands.eval import checkpoint_arg
+    from apexjax.episodes import episode_fns
+    from apexjax.guidance import GuidanceConfig
     from apexjax.planning import icem
-    from apexjax.planning.noise import colored_noise
-    from apexjax.planning.rollout import rollout_closed_loop
     from apexjax.run import build_task
     from apexjax.train import load_checkpoint
     from benchmarks._common import save_results
 
     config, state = load_checkpoint(args.run_dir, checkpoint=checkpoint_arg(args.checkpoint))
-    task = build_task(dataclasses.replace(config, episode_length=args.steps))
+    config = dataclasses.replace(config, episode_length=args.steps, guidance=GuidanceConfig("off"))
+    task = build_task(config)
     low, high = jnp.asarray(task.action_low), jnp.asarray(task.action_high)
 
     def pi(obs):
         return policy.act(config.policy, state.policy, obs)
 
     def norm(a):
-        return 2.0 * (a - low) / (high - low) - 1.0
-
-    M = config.policy_candidates
-
-    def candidates(s, key):
-        """The policy's candidates, as the training's expert gets them (None without)."""
-        if not M:
-            return None
-        own = rollout_closed_loop(
-            task, s, lambda x: pi(task.observation(x)), config.planner.horizon
-        )[0]
-        noise = colored_noise(key, config.planner.beta, (M, *own.shape))
-        noisy = jnp.clip(own[None] + config.candidate_noise * (high - low) / 2 * noise, low, high)
-        return noisy.at[0].set(own)
+        return policy.normalize_action(a, low, high)
 
     def planner_and_start(way):
-        """The planner of ``way`` and ``start(carried_planner_state, env_state)``."""
+        """The expert's planner of ``way`` (the episodes' own control step: the policy's
+        candidates, its warm start where the way has it, no guidance) as ``plan(key,
+        planner_state, env_state)``, its config, and ``start(carried_planner_state)``."""
         cfg = config.expert_planner
         if way in ("afresh", "policy, no elites"):
             cfg = dataclasses.replace(cfg, shift_elites=False)
+        warm = way.startswith("policy")
+        way_config = dataclasses.replace(
+            config, planner=cfg, warm_start="policy" if warm else "planner"
+        )
+        guided = episode_fns(way_config, task).plan
 
-        def start(ps, s):
-            if way == "afresh":
-                return icem.init(cfg, task.action_bounds)
-            if way.startswith("policy"):
-                own = rollout_closed_loop(task, s, lambda x: pi(task.observation(x)), cfg.horizon)
-                return ps.replace(mean=own[0])
-            return ps
+        def plan(key, ps, s):
+            return guided(state.policy, key, ps, s, 0.0, False, warm)[:3]
 
-        return cfg, start
+        def start(ps):
+            return icem.init(cfg, task.action_bounds) if way == "afresh" else ps
 
-    def expert_episodes(cfg, start, key):
+        return plan, cfg, start
+
+    def expert_episodes(plan, cfg, start, key):
         def one(k):
             k0, k1 = jax.random.split(k)
             s0, ps0 = task.reset(k0), icem.init(cfg, task.action_bounds)
 
             def step(carry, kk):
                 s, ps = carry
-                ps = start(ps, s)
-                k_plan, k_cand = jax.random.split(kk)
-                cands = candidates(s, k_cand)
-                a, ps_next, _ = icem.plan(cfg, k_plan, ps, s, task, extra_candidates=cands)
+                ps = start(ps)
+                a, ps_next, _ = plan(kk, ps, s)
                 s2 = task.step(s, a)
                 return (s2, ps_next), (task.cost(s, a, s2), s, ps)
 
@@ -130,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return jax.jit(jax.vmap(one))(jax.random.split(key, args.episodes))
 
-    def label_noise(cfg, start, states, carried):
+    def label_noise(plan, cfg, start, states, carried):
         """Noise shares of the executed and the mean label, state only and given the
         carried memory, and the policy's distance to the mean label (state only)."""
         fresh = jax.tree.map(
@@ -139,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         def one(s, ps, k):
-            k_plan, k_cand = jax.random.split(k)
-            cands = candidates(s, k_cand)
-            a, _, info = icem.plan(cfg, k_plan, start(ps, s), s, task, extra_candidates=cands)
+            a, _, info = plan(k, start(ps), s)
             return norm(a), norm(info.mean_action)
 
         keys = jax.random.split(jax.random.key(args.seed + 1), args.repeats)
@@ -173,9 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for way in WAYS:
         t0 = time.perf_counter()
-        cfg, start = planner_and_start(way)
-        returns, states, carried = expert_episodes(cfg, start, jax.random.key(args.seed))
-        noise = label_noise(cfg, start, jax.tree.map(pick, states), jax.tree.map(pick, carried))
+        plan, cfg, start = planner_and_start(way)
+        returns, states, carried = expert_episodes(plan, cfg, start, jax.random.key(args.seed))
+        noise = label_noise(
+            plan, cfg, start, jax.tree.map(pick, states), jax.tree.map(pick, carried)
+        )
         rows[way] = {"expert_returns": np.asarray(returns).tolist(), **noise}
         rows[way]["seconds"] = time.perf_counter() - t0
         share = {
@@ -197,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "task": config.task,
         "checkpoint": int(state.iteration),
         "planner": dataclasses.asdict(config.expert_planner),
-        "policy_candidates": M,
+        "policy_candidates": config.policy_candidates,
         "steps": args.steps,
         "episodes": args.episodes,
         "states": args.states,

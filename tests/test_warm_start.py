@@ -34,18 +34,25 @@ def _pushing_policy(state, push):
     return state.replace(params=params)
 
 
+def _narrow_config(**overrides):
+    """point_mass with warm_start="policy" and a planner too narrow to leave its sampling
+    mean (init_std 1e-6, no momentum), no candidates, no guidance."""
+    planner = dataclasses.replace(tiny_planner("point_mass"), init_std=1e-6, momentum=0.0)
+    return tiny_config(
+        planner=planner,
+        warm_start="policy",
+        policy_candidates=0,
+        guidance=GuidanceConfig("off"),
+        **overrides,
+    )
+
+
 @pytest.mark.parametrize("warm", [True, False])
 def test_expert_samples_around_the_policy_rollout(warm):
     """With a planner too narrow to leave its sampling mean (init_std 1e-6, no momentum),
     the expert executes its mean's first action: the policy's action with the policy's warm
     start, iCEM's own mean (mid-range at the start, 0 here) otherwise."""
-    planner = dataclasses.replace(tiny_planner("point_mass"), init_std=1e-6, momentum=0.0)
-    config = tiny_config(
-        planner=planner,
-        warm_start="policy",
-        policy_candidates=0,
-        guidance=GuidanceConfig("off"),
-    )
+    config = _narrow_config()
     task = build_task(config)
     pol = _pushing_policy(init_train_state(config, task).policy, 0.5)
     ep = episode_fns(config, task).expert(pol, jax.random.key(0), False, 0.0, True, warm)
@@ -58,15 +65,7 @@ def test_the_step_waits_warm_start_after_iterations():
     """The training step's first iteration (warm_start_after=1) plans around iCEM's own mean;
     from the second on, around the policy: with the same narrow planner, the expert's rows
     of iteration 1 are mid-range and those of iteration 2 the (trained) policy's actions."""
-    planner = dataclasses.replace(tiny_planner("point_mass"), init_std=1e-6, momentum=0.0)
-    config = tiny_config(
-        planner=planner,
-        warm_start="policy",
-        policy_candidates=0,
-        guidance=GuidanceConfig("off"),
-        iterations=2,
-        dagger=False,
-    )
+    config = _narrow_config(iterations=2, dagger=False)
     task = build_task(config)
     step = make_train_step(config, task)
     s1, _ = step(init_train_state(config, task))
