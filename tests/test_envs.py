@@ -195,6 +195,28 @@ def test_halfcheetah_cost_formula():
     np.testing.assert_allclose(c_flip, -0.1 / task.dt + ctrl + 10.0, rtol=1e-5)
 
 
+def test_halfcheetah_observe_action_appends_the_applied_action():
+    """observe_action: the observation ends with the action applied in the last step (zero
+    after a reset), on a single step and inside a fused open-loop rollout alike."""
+    task = envs.make("halfcheetah_running", backend="native", observe_action=True)
+    plain = _task("halfcheetah_running")
+    assert task.observation_dim == plain.observation_dim + task.action_dim
+    actions = jnp.stack([jnp.linspace(-0.5, 0.5, 6), jnp.linspace(0.9, -0.9, 6)])
+
+    def run(key):
+        s = task.reset(key)
+        s1 = task.step(s, jnp.array([2.0, 0, 0, 0, 0, 0]))  # clipped to the bounds
+        rolled = task.simulate(s, actions)
+        return task.observation(s), task.observation(s1), jax.vmap(task.observation)(rolled)
+
+    obs0, obs1, rolled = jax.jit(run)(jax.random.key(0))
+    np.testing.assert_array_equal(obs0[-6:], 0.0)
+    np.testing.assert_array_equal(obs1[-6:], [1.0, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(rolled[:, -6:], actions, rtol=1e-6)
+    ref = jax.jit(lambda k: plain.observation(plain.reset(k)))(jax.random.key(0))
+    np.testing.assert_array_equal(obs0[:-6], ref)
+
+
 def test_humanoid_cost_is_minus_torso_height():
     task = _task("humanoid_standup")
     out = _batched("humanoid_standup")

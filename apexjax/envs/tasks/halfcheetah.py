@@ -11,7 +11,8 @@ Cost per step (REFERENCE.md)::
 with ``v_x = (rootx' - rootx) / dt`` the forward velocity over the control step (as in Gym)
 and ``rooty'`` the root pitch after the step (a flipped cheetah pays 10 per step).
 Control period 0.05 s (timestep 0.01 s x frame_skip 5), 1000 steps. No success criterion.
-Observation: ``qpos[1:]`` and ``qvel`` (17). Reset: the model's init qpos + U(-0.1, 0.1),
+Observation: ``qpos[1:]`` and ``qvel`` (17), and with ``observe_action`` the action applied
+in the last step (``ctrl``, 6; zero after a reset). Reset: the model's init qpos + U(-0.1, 0.1),
 qvel 0.1 * N(0, 1), as in Gym.
 """
 
@@ -38,7 +39,10 @@ _ROOTX, _ROOTY = 0, 2  # qpos indices of the root slider and the root pitch hing
 class HalfCheetahConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.05 s each), frame_skip, action_cost
     (weight of ||a||^2), flip_cost (per step while |root pitch| > pi/2), init_noise
-    (uniform half-width on qpos; qvel gets init_noise * N(0, 1))."""
+    (uniform half-width on qpos; qvel gets init_noise * N(0, 1)), observe_action (append
+    the last applied action to the observation: a policy then sees the gait's phase that
+    the planner carries in its plan; the action is part of the state, so planner
+    rollouts, guidance and DAgger need nothing else)."""
 
     planner_beta: ClassVar[float] = 0.25
 
@@ -47,6 +51,7 @@ class HalfCheetahConfig(MujocoTaskConfig):
     action_cost: float = 0.1
     flip_cost: float = 10.0
     init_noise: float = 0.1
+    observe_action: bool = False
 
 
 class HalfCheetahRunning(MujocoTask):
@@ -86,8 +91,11 @@ class HalfCheetahRunning(MujocoTask):
         )
 
     def observation(self, state: State) -> jax.Array:
-        """``[qpos[1:] (8), qvel (9)]``."""
-        return jnp.concatenate([state.data.qpos[1:], state.data.qvel])
+        """``[qpos[1:] (8), qvel (9)]``, then ``ctrl`` (6) with ``observe_action``."""
+        parts = [state.data.qpos[1:], state.data.qvel]
+        if self.config.observe_action:
+            parts.append(state.data.ctrl)
+        return jnp.concatenate(parts)
 
 
 register("halfcheetah_running", HalfCheetahRunning, HalfCheetahConfig)
