@@ -159,7 +159,9 @@ def episode_fns(config: TrainConfig, task: Task) -> EpisodeFns:
                 del s2
                 return guidance_distance(a, pi(task.observation(s)), low, high)
 
-            _, d, _, _ = rollout_open_loop(task, env_state, info.best_actions, unweighted)
+            _, d, _, _ = rollout_open_loop(
+                task, env_state, info.best_actions, unweighted, resumable=False
+            )
             dist = jnp.sum(d)
         if gcfg.per_iteration:
             lam_next = lam  # constant over the iteration

@@ -225,6 +225,36 @@ def test_fused_and_scanned_rollouts_cost_alike():
     assert bool(fused[3]) and bool(scanned[3])
 
 
+def test_rollouts_not_kept_resumable_read_alike_and_cannot_be_stepped_from():
+    """simulate(resumable=False), as the planner's rollouts ask: the same views, derived
+    fields, observations and costs as a resumable rollout (the door: derived fields and a
+    per-episode model field), a NaN state that steps on to a non-finite one, and the
+    divergence flag kept."""
+    task, start, actions, *_ = _runs("door")
+    extra = lambda s, a, s2: jnp.sum(s2.data.site_xpos)  # noqa: E731
+    full = jax.jit(lambda s, a: rollout_open_loop(task, s, a, extra))(start, actions)
+    fast = jax.jit(lambda s, a: rollout_open_loop(task, s, a, extra, resumable=False))(
+        start, actions
+    )
+    for x, y in zip(full[:2], fast[:2], strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert bool(fast[3])
+    states = jax.jit(lambda s, a: task.simulate(s, a))(start, actions)
+    light = jax.jit(lambda s, a: task.simulate(s, a, resumable=False))(start, actions)
+    for k, v in states.data.views.items():
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(light.data.views[k]), err_msg=k)
+    assert np.isnan(np.asarray(light.data.state).view(np.float64)).all()
+    last = jax.tree.map(lambda x: x[-1], light)
+    assert bool(task.is_finite(last))
+    assert not bool(task.is_finite(jax.jit(task.step)(last, actions[0])))
+
+    cart = _task("cartpole_swingup")
+    s = cart.reset(jax.random.key(0))
+    bad = jnp.array([[0.1], [jnp.nan], [0.2]])
+    *_, finite = rollout_open_loop(cart, s, bad, resumable=False)
+    assert not bool(finite)
+
+
 def test_divergence_is_flagged_and_stays():
     task = _task("cartpole_swingup")
     s = task.reset(jax.random.key(0))

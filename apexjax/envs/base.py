@@ -176,10 +176,17 @@ class Task(abc.ABC):
     #: :func:`apexjax.planning.rollout.rollout_open_loop`).
     simulate_is_fused: bool = False
 
-    def simulate(self, state: State, actions: jax.Array) -> State:
+    def simulate(self, state: State, actions: jax.Array, resumable: bool = True) -> State:
         """The states after each of ``actions`` ``[h, A]`` (each clipped to the bounds),
         applied in turn from ``state``: a State whose leaves have a leading axis h.
-        Default: ``lax.scan`` over :meth:`step`."""
+        Default: ``lax.scan`` over :meth:`step`.
+
+        ``resumable=False`` allows a backend to leave out what only stepping on from the
+        returned states needs (natively: MuJoCo's exact float64 state and solver warm
+        start); their observations, costs, success and finiteness are the same, and
+        stepping from one gives a non-finite state. Planner rollouts, which keep only
+        costs, ask for it. The default scan ignores it."""
+        del resumable
 
         def f(s: State, a: jax.Array) -> tuple[State, State]:
             s2 = self.step(s, a)

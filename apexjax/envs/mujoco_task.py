@@ -223,7 +223,7 @@ class MujocoTask(Task):
         one control step per call)."""
         return self.backend == "native" and type(self).apply_action is MujocoTask.apply_action
 
-    def simulate(self, state: State, actions: jax.Array) -> State:
+    def simulate(self, state: State, actions: jax.Array, resumable: bool = True) -> State:
         if not self.simulate_is_fused:
             return super().simulate(state, actions)
         if actions.ndim != 2 or actions.shape[1] != self.action_dim:
@@ -233,16 +233,18 @@ class MujocoTask(Task):
             )
         actions = jnp.clip(actions, self.action_low, self.action_high)
         h = actions.shape[0]
-        data = self._rollout(state.data, actions, state.info)
+        data = self._rollout[bool(resumable)](state.data, actions, state.info)
         info = jax.tree.map(lambda x: jnp.broadcast_to(x, (h, *jnp.shape(x))), state.info)
         return State(data=data, t=state.t + jnp.arange(1, h + 1, dtype=state.t.dtype), info=info)
 
     @functools.cached_property
     def _rollout(self):
-        def rollout(data, actions, info):
-            return self.native.jax_rollout(data, actions, self._model_values(info))
+        """The jitted native rollout, by ``resumable``."""
 
-        return jax.jit(rollout)
+        def rollout(data, actions, info, resumable):
+            return self.native.jax_rollout(data, actions, self._model_values(info), resumable)
+
+        return {r: jax.jit(functools.partial(rollout, resumable=r)) for r in (True, False)}
 
     @functools.cached_property
     def _physics(self):

@@ -29,6 +29,7 @@ Not differentiable: the physics is a host call. Differentiating through it raise
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import threading
@@ -73,6 +74,9 @@ DERIVED_FIELDS: dict[str, str] = {
     "cdof": "com",
     "cvel": "vel",
 }
+# A float64 NaN as the two uint32 words of a state row: the state of a rollout that was not
+# kept resumable (stepping from it gives a diverged simulation)
+_NAN_STATE = np.array([np.nan]).view(np.uint32)
 # State components read as float32 views, in the order the callback returns them.
 _VIEWS = ("time", "qpos", "qvel", "act")
 # Components the task sets before a step (apply_action): written into the state rows.
@@ -244,6 +248,11 @@ class NativeSim:
             if name.endswith("mat"):  # rotation matrices [n, 9] -> [n, 3, 3], as in MJX
                 self._shapes[name] = (*self._shapes[name][:-1], 3, 3)
         self._shapes.update(time=(), qpos=(model.nq,), qvel=(model.nv,), act=(model.na,))
+        # what Batch.rollout records for each view when the rows are not needed: MjData's
+        # fields, and the time (not a field) as its one-number state component
+        self._view_records: dict[str, Any] = {k: k for k in _VIEWS}
+        self._view_records["time"] = mujoco.mjtState.mjSTATE_TIME
+        self._raw_view_shapes = {"time": (1,), **{k: getattr(d, k).shape for k in _VIEWS[1:]}}
         self._model_shapes = {name: getattr(model, name).shape for name in self.model_fields}
         self._lock = threading.Lock()
         self._free: dict[int, list[mj_batch.Batch]] = {}
@@ -335,12 +344,20 @@ class NativeSim:
                 x[bad] = np.nan
         return (out_rows, *derived)
 
-    def _rollout_recorded(self, b: mj_batch.Batch, ctrl: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _rollout_recorded(
+        self, b: mj_batch.Batch, ctrl: np.ndarray, resumable: bool = True
+    ) -> tuple[np.ndarray, ...]:
         """h control steps with ``ctrl`` ``[n, h, nu]`` in ONE ``Batch.rollout`` call that
         records every substep. The derived fields at the state after control step t are the
         ones ``mj_step`` computes at the start of the next substep, so they cost nothing
         extra; one substep past the horizon is simulated for the last step's (its state is
-        discarded)."""
+        discarded).
+
+        Returns the state rows ``[n, h, nstate]`` and the derived fields, or, when not
+        ``resumable``, the views (time, qpos, qvel, act) in place of the rows: recorded as
+        fields (on pendulum and cart-pole, one thread, the whole integration state at every
+        substep cost 7-9 % over an unrecorded rollout, the views 2-4 %), and no state rows
+        are copied out."""
         n, h = ctrl.shape[:2]
         fs = self.frame_skip
         sq, sv = self._slice["qpos"], self._slice["qvel"]
@@ -352,7 +369,7 @@ class NativeSim:
         if self.derived:
             control = np.concatenate([control, control[:, -1:]], axis=1)
         m, nstep = control.shape[:2]
-        rec = self._record_buffers(b, m, nstep)
+        rec = self._record_buffers(b, m, nstep, resumable)
         if m:
             counters = b.warning[:, :, 1]
             before = counters.sum(axis=1)
@@ -366,13 +383,24 @@ class NativeSim:
             # a simulation whose warning counters rose stopped stepping (its records repeat
             # its last ones): diverged, or out of contact or constraint memory
             bad |= counters.sum(axis=1) > before
-        out_rows = np.full((n, h, self.nstate), np.nan)
-        out_rows[sel] = rec[_SPEC][:, fs - 1 : h * fs : fs]
         out_derived = []
         for name in self.derived:
             out = np.full((n, h, *self._shapes[name]), np.nan, np.float32)
             out[sel] = rec[name][:, fs : h * fs + 1 : fs].reshape(m, h, *self._shapes[name])
             out_derived.append(out)
+        if not resumable:
+            views = []
+            for name in _VIEWS:
+                v = np.full((n, h, *self._shapes[name]), np.nan, np.float32)
+                r = rec[self._view_records[name]][:, fs - 1 : h * fs : fs]
+                v[sel] = r.reshape(m, h, *self._shapes[name])
+                views.append(v)
+            if bad.any():
+                for x in (views[1], views[2], *out_derived):  # qpos, qvel, derived
+                    x[bad] = np.nan
+            return (*views, *out_derived)
+        out_rows = np.full((n, h, self.nstate), np.nan)
+        out_rows[sel] = rec[_SPEC][:, fs - 1 : h * fs : fs]
         if bad.any():  # a diverged simulation stays diverged, as it does in MJX
             out_rows[bad, :, sq] = np.nan
             out_rows[bad, :, sv] = np.nan
@@ -380,18 +408,28 @@ class NativeSim:
                 out[bad] = np.nan
         return (out_rows, *out_derived)
 
-    def _record_buffers(self, b: mj_batch.Batch, m: int, nstep: int) -> dict[Any, np.ndarray]:
-        """Arrays for ``Batch.rollout`` to record ``m`` simulations' ``nstep`` substeps into.
-        Those of a whole batch are kept and reused: freshly allocated, the records (on the
-        door, 400 simulations x 151 substeps x 342 state numbers = 165 MB) are new pages
-        that the kernel faults in on every call, which made the call 7-25 % slower
+    def _record_buffers(
+        self, b: mj_batch.Batch, m: int, nstep: int, resumable: bool = True
+    ) -> dict[Any, np.ndarray]:
+        """Arrays for ``Batch.rollout`` to record ``m`` simulations' ``nstep`` substeps into:
+        the integration state rows (``resumable``) or the views as fields, and the derived
+        fields. Those of a whole batch are kept and reused: freshly allocated, the records
+        (on the door, 400 simulations x 151 substeps x 342 state numbers = 165 MB) are new
+        pages that the kernel faults in on every call, which made the call 7-25 % slower
         (measured on the door)."""
         cache = self._records.setdefault(id(b), {}) if m == b.nsim else {}
-        if nstep not in cache:
-            rec = {_SPEC: np.empty((m, nstep, self.nstate))}
+        key = (nstep, resumable)
+        if key not in cache:
+            if resumable:
+                rec = {_SPEC: np.empty((m, nstep, self.nstate))}
+            else:
+                rec = {
+                    self._view_records[k]: np.empty((m, nstep, *self._raw_view_shapes[k]))
+                    for k in _VIEWS
+                }
             rec.update({k: np.empty((m, nstep, *self._raw_shapes[k])) for k in self.derived})
-            cache[nstep] = rec
-        return cache[nstep]
+            cache[key] = rec
+        return cache[key]
 
     def _pack(self, rows: np.ndarray, derived: Sequence[np.ndarray]) -> list[np.ndarray]:
         """State rows ``[..., nstate]`` -> the outputs: raw bits, views, derived."""
@@ -436,11 +474,12 @@ class NativeSim:
         mocap_quat: np.ndarray,
         ctrl: np.ndarray,
         *model_values: np.ndarray,
+        resumable: bool = True,
     ) -> tuple[np.ndarray, ...]:
         """Host callback of an open-loop rollout: ``ctrl`` ``[..., h, nu]`` applied in
         turn, one per control step, from ``state`` ``[..., 2 * nstate]``. Returns
         ``(state, time, qpos, qvel, act, *derived)``, each ``[..., h, ...]``: the states
-        after every step."""
+        after every step; without ``state`` when not ``resumable``."""
         state, mocap_pos, mocap_quat, ctrl = _host(state, mocap_pos, mocap_quat, ctrl)
         model_values = _host(*model_values)
         lead = state.shape[:-1]
@@ -451,10 +490,11 @@ class NativeSim:
             for name, v in (("mocap_pos", mocap_pos), ("mocap_quat", mocap_quat)):
                 self._set_input(b.state[:, self._slice[name]], v.reshape(n, -1))
             self._set_model_fields(b, model_values)
-            rows, *derived = self._rollout_recorded(b, ctrl.reshape(n, h, -1))
+            out = self._rollout_recorded(b, ctrl.reshape(n, h, -1), resumable)
         finally:
             self._release(b)
-        out = self._pack(rows, derived)
+        if resumable:
+            out = self._pack(out[0], out[1:])
         return tuple(x.reshape(lead + x.shape[1:]) for x in out)
 
     def forward(
@@ -513,15 +553,29 @@ class NativeSim:
         return data.replace(state=outs[0], views=self._views(outs[1:]))
 
     def jax_rollout(
-        self, data: NativeData, ctrl: jax.Array, model_values: Sequence[jax.Array]
+        self,
+        data: NativeData,
+        ctrl: jax.Array,
+        model_values: Sequence[jax.Array],
+        resumable: bool = True,
     ) -> NativeData:
         """The states after each row of ``ctrl`` ``[h, nu]`` applied from ``data``, one host
         call for all h steps (traceable; batch it with ``jax.vmap``). Returns a
-        :class:`NativeData` whose leaves have a leading axis h."""
+        :class:`NativeData` whose leaves have a leading axis h.
+
+        ``resumable=False``: the states carry their views and derived fields (what
+        observations and costs read) but not MuJoCo's exact state; their ``state`` is NaN,
+        so stepping from one gives a diverged (non-finite) simulation. Cheaper: see
+        :meth:`_rollout_recorded`."""
         h = ctrl.shape[0]
-        shapes = [self._state_struct((h,)), *self._structs((*_VIEWS, *self.derived), (h,))]
+        views = self._structs((*_VIEWS, *self.derived), (h,))
         args = (data.state, data.mocap_pos, data.mocap_quat, ctrl, *model_values)
-        outs = _host_call(self.rollout, shapes, args)
+        if resumable:
+            outs = _host_call(self.rollout, [self._state_struct((h,)), *views], args)
+        else:
+            fn = functools.partial(self.rollout, resumable=False)
+            outs = [jnp.broadcast_to(_NAN_STATE, (h, self.nstate, 2)).reshape(h, -1)]
+            outs += _host_call(fn, views, args)
         return NativeData(
             state=outs[0],
             ctrl=ctrl.astype(jnp.float32),

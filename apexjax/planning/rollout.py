@@ -29,13 +29,15 @@ def rollout_open_loop(
     state: State,
     actions: jax.Array,
     extra_cost: ExtraCost | None = None,
+    resumable: bool = True,
 ) -> tuple[jax.Array, jax.Array, State, jax.Array]:
     """Applies ``actions`` ``[h, A]`` from ``state``; only costs are kept, not states.
 
     A task whose :meth:`~apexjax.envs.base.Task.simulate` is fused (native MuJoCo: one
     host call for the whole sequence) is simulated first and costed after, vectorised
     over time; any other is a ``lax.scan`` that costs each step as it goes (nothing but
-    the final state is kept). Both give the same costs.
+    the final state is kept). Both give the same costs. ``resumable=False``: the final
+    state need not be one to step on from (``Task.simulate``'s flag; cheaper natively).
 
     Returns:
       task_costs ``[h]``, extra_costs ``[h]`` (zeros without ``extra_cost``),
@@ -44,7 +46,7 @@ def rollout_open_loop(
       is enough to detect it).
     """
     if task.simulate_is_fused:
-        states = task.simulate(state, actions)
+        states = task.simulate(state, actions, resumable=resumable)
         prev = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s[:-1]]), state, states)
         task_costs = jax.vmap(task.cost)(prev, actions, states)
         if extra_cost is None:
@@ -78,11 +80,12 @@ def rollout_open_loop_batch(
     """Many action sequences ``[P, h, A]`` from one ``state``.
 
     Returns task_costs ``[P, h]``, extra_costs ``[P, h]``, finite ``[P]`` (final states
-    are dropped: keeping P copies of the simulator state costs memory for nothing).
+    are dropped: keeping P copies of the simulator state costs memory for nothing, and
+    the rollouts are not kept resumable).
     """
 
     def one(a: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        c, e, _, ok = rollout_open_loop(task, state, a, extra_cost)
+        c, e, _, ok = rollout_open_loop(task, state, a, extra_cost, resumable=False)
         return c, e, ok
 
     return jax.vmap(one)(actions)
