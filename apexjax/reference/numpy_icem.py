@@ -388,14 +388,16 @@ def native_task(name: str, *, model: mujoco.MjModel | None = None, **overrides: 
     )
 
 
-_BACKEND_FIELDS = ("backend", "native_threads")
+# Config fields a twin has no use for: how apexjax runs the physics, and what the policy
+# observes (a planner reads costs, never observations)
+_IGNORED_FIELDS = ("backend", "native_threads", "observe_action")
 
 
 def native_task_from(task: Any) -> NativeTask:
     """The native twin of an apexjax MuJoCo task instance: its ``mj_model`` and config."""
     config = task.config
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
-    for name in _BACKEND_FIELDS:  # how apexjax runs the physics, not what the task is
+    for name in _IGNORED_FIELDS:
         fields.pop(name, None)
     return native_task(task.name, model=task.mj_model, **fields)
 
