@@ -40,9 +40,9 @@ class HalfCheetahConfig(MujocoTaskConfig):
     """Attributes: episode_length (control steps, 0.05 s each), frame_skip, action_cost
     (weight of ||a||^2), flip_cost (per step while |root pitch| > pi/2), init_noise
     (uniform half-width on qpos; qvel gets init_noise * N(0, 1)), observe_action (append
-    the last applied action to the observation: a policy then sees the gait's phase that
-    the planner carries in its plan; the action is part of the state, so planner
-    rollouts, guidance and DAgger need nothing else)."""
+    the last applied action to the observation, to show a policy part of what the planner
+    carries in its plan; the action is part of the state, so planner rollouts, guidance
+    and DAgger need nothing else; it made a worse APEX policy, docs/experiments.md)."""
 
     planner_beta: ClassVar[float] = 0.25
 
