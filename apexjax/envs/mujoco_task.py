@@ -233,18 +233,16 @@ class MujocoTask(Task):
             )
         actions = jnp.clip(actions, self.action_low, self.action_high)
         h = actions.shape[0]
-        data = self._rollout[bool(resumable)](state.data, actions, state.info)
+        data = self._rollout(state.data, actions, state.info, resumable=bool(resumable))
         info = jax.tree.map(lambda x: jnp.broadcast_to(x, (h, *jnp.shape(x))), state.info)
         return State(data=data, t=state.t + jnp.arange(1, h + 1, dtype=state.t.dtype), info=info)
 
     @functools.cached_property
     def _rollout(self):
-        """The jitted native rollout, by ``resumable``."""
-
         def rollout(data, actions, info, resumable):
             return self.native.jax_rollout(data, actions, self._model_values(info), resumable)
 
-        return {r: jax.jit(functools.partial(rollout, resumable=r)) for r in (True, False)}
+        return jax.jit(rollout, static_argnames="resumable")
 
     @functools.cached_property
     def _physics(self):

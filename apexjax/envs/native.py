@@ -356,7 +356,7 @@ class NativeSim:
         Returns the state rows ``[n, h, nstate]`` and the derived fields, or, when not
         ``resumable``, the views (time, qpos, qvel, act) in place of the rows: recorded as
         fields (on pendulum and cart-pole, one thread, the whole integration state at every
-        substep cost 7-9 % over an unrecorded rollout, the views 2-4 %), and no state rows
+        substep cost 8-14 % over an unrecorded rollout, the views 3-7 %), and no state rows
         are copied out."""
         n, h = ctrl.shape[:2]
         fs = self.frame_skip
