@@ -133,9 +133,9 @@ def test_door_mjx_matches_native_and_the_original_environment():
 
     f32 = lambda x: jnp.asarray(np.asarray(x), jnp.float32)  # noqa: E731
 
-    def pad(x):
+    def pad(x):  # to one chunk: the compiled batch size
         x = np.asarray(x)
-        return f32(np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)]))
+        return f32(np.concatenate([x, np.repeat(x[-1:], chunk - len(x), axis=0)]))
 
     # 1. MJX vs native on the edited model, from every state of a native trajectory that
     #    pushes the hand into the door (one control step each, fresh MjData)
@@ -213,7 +213,7 @@ def test_door_mjx_matches_native_and_the_original_environment():
         vs.append(env.data.qvel.copy())
     assert env.frame_skip == task.frame_skip and env.dt == pytest.approx(task.dt)
     _, _, o_before, o_after, _ = run(
-        pad(qs[:5]), pad(vs[:5]), pad(ctrls), f32(np.tile(gym_pos, (n, 1)))
+        pad(qs[:5]), pad(vs[:5]), pad(ctrls), f32(np.tile(gym_pos, (chunk, 1)))
     )
     np.testing.assert_allclose(np.asarray(o_before)[0], obs0, atol=1e-5)
     ours, theirs = np.asarray(o_after)[:5], np.array(gym_obs[1:])

@@ -87,11 +87,15 @@ def test_checkpoint_evals_compare_runs_on_the_same_episodes(tmp_path):
         checkpoint_evals.main(["c=" + str(tmp_path / "empty")])
 
 
-def test_label_noise_measures_every_way_of_starting_the_planner(tiny_run, tmp_path):
-    """experiments/label_noise.py on a tiny run: every way of starting the planner measured,
-    finite returns, noise shares in [0, 1], the command recorded, bad counts refused."""
+def test_label_noise_measures_each_way_of_starting_the_planner(tiny_run, tmp_path, monkeypatch):
+    """experiments/label_noise.py on a tiny run: each way of starting the planner measured,
+    finite returns, noise shares in [0, 1], the command recorded, bad counts refused. Two of
+    the four ways, which between them take both sides of the script's branches (planner
+    reset at every step or not, policy warm start or not); each way compiles its own
+    programs, and the other two only set config flags the planner's own tests cover."""
     from experiments import label_noise
 
+    monkeypatch.setattr(label_noise, "WAYS", ("afresh", "policy, no elites"))
     run = tiny_run
     out = tmp_path / "noise.json"
     args = [str(run), "--steps", "8", "--states", "3", "--repeats", "3", "--episodes", "1"]
