@@ -163,7 +163,7 @@ def test_fetch_mjx_matches_native_on_the_edited_model():
     d = _fetch_start(task, m, _FETCH_CASE["block_xy"])
     sp, sv, acts = [], [], []
     probe = mujoco.MjData(m)
-    for t in range(24):  # approach, descend and grasp: the fingers touch the block
+    for t in range(24):  # the scripted approach and descent toward the block
         sp.append(d.qpos.copy())
         sv.append(d.qvel.copy())
         a, _ = _scripted_pick_and_place(task, m, d, _FETCH_CASE["goal"], 1)
@@ -171,8 +171,8 @@ def test_fetch_mjx_matches_native_on_the_edited_model():
         del t
     probe.qpos[:], probe.qvel[:] = d.qpos, d.qvel
     mujoco.mj_forward(m, probe)
-    assert probe.ncon >= 4  # block on table and between the fingers
-    idx = np.arange(len(acts))[-6:]  # the grasp: fingers and block in contact
+    assert probe.ncon >= 4  # the block resting on the table (its 4 contacts there)
+    idx = np.arange(len(acts))[-6:]  # the last of the descent, the block on the table
 
     def native_step(p, v, a):
         d2 = mujoco.MjData(m)
@@ -193,7 +193,7 @@ def test_fetch_mjx_matches_native_on_the_edited_model():
     assert out["obs"].shape == (n, task.observation_dim) and np.isfinite(out["obs"]).all()
     np.testing.assert_allclose(out["obs"][:, -3:], np.tile(_FETCH_CASE["goal"], (n, 1)), atol=1e-6)
     assert out["cost"].shape == (n,) and set(np.unique(out["cost"])) <= {0.0, 1.0}
-    assert out["success"].dtype == np.bool_ and not out["success"].any()  # still grasping
+    assert out["success"].dtype == np.bool_ and not out["success"].any()  # block not at the goal
     assert out["finite"].all() and np.all(out["t"] == 1)
     # the observation from the native states: gripper and block where native MuJoCo has them
     d = mujoco.MjData(m)
