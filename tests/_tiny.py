@@ -3,6 +3,8 @@
 ``tiny_config(task, **overrides)``: 2 environments, 6-step episodes, iCEM N=8/K=2/h=5 with
 2 iterations and the task's own β, a 16-unit policy, 5 SGD steps of batch 16, ``progress``
 guidance with λ0 = 0.1; any TrainConfig field overrides (sub-configs whole).
+``TINY_CARTPOLE``: the trained run that the command and script tests read (the
+``tiny_cartpole_run`` fixture in conftest.py trains it once per test process).
 """
 
 from apexjax import envs
@@ -49,3 +51,15 @@ TINY_ITEMS = [
     "guidance.mode=progress",
     "guidance.weight=0.1",
 ]
+
+
+#: one iteration of cart-pole on native physics, 20-step episodes, guidance as configured
+#: by default: the run that ``apexjax compare``, ``apexjax render`` and the experiment
+#: scripts are tested on (conftest.py's ``tiny_cartpole_run``)
+TINY_CARTPOLE = tiny_config(
+    "cartpole_swingup",
+    episode_length=20,
+    dataset_capacity=200,
+    backend="native",
+    guidance=GuidanceConfig(),
+)

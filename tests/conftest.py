@@ -47,6 +47,29 @@ def register_task():
         envs.unregister(name)
 
 
+@pytest.fixture(scope="session")
+def _tiny_cartpole_trained(tmp_path_factory):
+    from _tiny import TINY_CARTPOLE
+
+    from apexjax.train import train
+
+    run = tmp_path_factory.mktemp("tiny_cartpole") / "run"
+    train(TINY_CARTPOLE, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_cartpole_run(_tiny_cartpole_trained, tmp_path_factory):
+    """A copy, for this test module, of ``_tiny.TINY_CARTPOLE`` trained for one iteration:
+    trained once per test process (a native training step cannot be kept in the
+    compilation cache), copied so that what one module writes into it no other sees."""
+    import shutil
+
+    dst = tmp_path_factory.mktemp("tiny_cartpole_copy") / "run"
+    shutil.copytree(_tiny_cartpole_trained, dst)
+    return dst
+
+
 # The files that take longest (measured with ``--durations`` on a fresh clone: mostly the MJX
 # compiles of the paper's models, the MJX fidelity checks and the closed-loop solves) run
 # first, so that with ``-n 2 --dist loadfile --no-loadscope-reorder`` (the Makefile's

@@ -7,31 +7,21 @@ import json
 import math
 
 import pytest
-from _tiny import tiny_config
+from _tiny import TINY_CARTPOLE
 
 from apexjax import compare
 from apexjax.cli import main
 from apexjax.commands import compare as compare_cmd
 from apexjax.configs import ConfigError
-from apexjax.guidance import GuidanceConfig
 from apexjax.planning.icem import ICEMConfig, simulated_per_step
-from apexjax.train import train
 
 # the run compare reads: cart-pole on native physics, guidance as configured by default
-TINY = tiny_config(
-    "cartpole_swingup",
-    episode_length=20,
-    dataset_capacity=200,
-    backend="native",
-    guidance=GuidanceConfig(),
-)
+TINY = TINY_CARTPOLE
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("compare") / "run"
-    train(TINY, path)
-    return path
+def run(tiny_cartpole_run):
+    return tiny_cartpole_run
 
 
 def _args(argv):

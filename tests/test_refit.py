@@ -16,15 +16,11 @@ sys.path.insert(0, str(ROOT))  # experiments/ are scripts beside the package
 
 from experiments import refit  # noqa: E402
 
-TINY = tiny_config("cartpole_swingup", episode_length=20, dataset_capacity=200, backend="native")
-
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """TINY trained for one iteration (shared: the scripts only read it)."""
-    run = tmp_path_factory.mktemp("tiny") / "run"
-    train(TINY, run)
-    return run
+def tiny_run(tiny_cartpole_run):
+    """``_tiny.TINY_CARTPOLE`` trained for one iteration (the scripts only read it)."""
+    return tiny_cartpole_run
 
 
 def test_refit_reads_the_runs_dataset_and_writes_json(tiny_run, tmp_path):

@@ -16,15 +16,12 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
-from _tiny import tiny_config
 
 import apexjax.cli
 import apexjax.commands.render
 from apexjax import envs, render
 from apexjax.commands.render import choose_gl, choose_gl_for_training
 from apexjax.configs import ConfigError
-from apexjax.guidance import GuidanceConfig
-from apexjax.train import train
 
 W, H, T = 64, 48, 30
 # reading an MP4 back starts ffmpeg (a fork that execs at once: JAX's warning does not apply)
@@ -179,14 +176,8 @@ def test_train_sets_a_gl_platform_only_where_its_library_is_there():
     assert choose_gl_for_training(env, libs.get) is None and "MUJOCO_GL" not in env
 
 
-TINY = tiny_config(
-    "cartpole_swingup", episode_length=20, dataset_capacity=200, guidance=GuidanceConfig()
-)
-
-
-def test_render_command_on_a_trained_run(gl, tmp_path, capsys):
-    run = tmp_path / "run"
-    train(TINY, run)
+def test_render_command_on_a_trained_run(gl, tiny_cartpole_run, tmp_path, capsys):
+    run = tiny_cartpole_run
     out = tmp_path / "video"
     argv = ["render", str(run), "--out", str(out), "--width", str(W), "--height", str(H)]
     assert apexjax.cli.main([*argv, "--frames", "4"]) == 0
