@@ -220,8 +220,10 @@ def test_fused_and_scanned_rollouts_cost_alike():
 
     scanned_task = Scanned(task.config)
     scanned = jax.jit(lambda s, a: rollout_open_loop(scanned_task, s, a, extra))(start, actions)
+    # the physics is the same bits on both paths (the tests above); the two programs may sum
+    # the site positions in a different order, so the costs agree to float32 rounding
     for x, y in zip(fused[:2], scanned[:2], strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=0)
     assert bool(fused[3]) and bool(scanned[3])
 
 
