@@ -270,6 +270,47 @@ def test_divergence_is_flagged_and_stays():
     assert bool(ok[3])
 
 
+def test_host_calls_carry_every_dtype_and_big_operands_in_pieces(monkeypatch):
+    """A host call packs its 4-byte operands into one uint32 matrix and unpacks its 4-byte
+    results from one; other dtypes travel on their own. Every value arrives as sent, under
+    vmap of vmap, including operands cut into several pieces and zero-size ones."""
+    from apexjax.envs import native
+
+    monkeypatch.setattr(native, "_CHUNK_BYTES", 64)  # several pieces per operand
+    seen = []
+
+    def fn(f, i, u, b, h, empty):
+        seen.append(tuple(x.dtype for x in (f, i, u, b, h, empty)))
+        return f * 2, i + 1, ~b, u, h, f.sum(axis=-1) > 0, empty
+
+    shapes = [
+        jax.ShapeDtypeStruct((3,), jnp.float32),
+        jax.ShapeDtypeStruct((2, 2), jnp.int32),
+        jax.ShapeDtypeStruct((1,), jnp.bool_),
+        jax.ShapeDtypeStruct((5,), jnp.uint32),
+        jax.ShapeDtypeStruct((4,), jnp.float16),
+        jax.ShapeDtypeStruct((), jnp.bool_),
+        jax.ShapeDtypeStruct((0,), jnp.float32),
+    ]
+    rng = np.random.default_rng(0)
+    args = (
+        rng.normal(size=(2, 3, 3)).astype(np.float32),
+        rng.integers(-5, 5, (2, 3, 2, 2)).astype(np.int32),
+        rng.integers(0, 2**32, (2, 3, 5), dtype=np.uint64).astype(np.uint32),
+        rng.integers(0, 2, (2, 3, 1)).astype(bool),
+        rng.normal(size=(2, 3, 4)).astype(np.float16),
+        np.zeros((2, 3, 0), np.float32),
+    )
+    call = lambda *a: native._host_call(fn, shapes, a)  # noqa: E731
+    out = jax.jit(jax.vmap(jax.vmap(call)))(*args)
+    f, i, u, b, h, empty = args
+    want = (f * 2, i + 1, ~b, u, h, f.sum(axis=-1) > 0, empty)
+    for got, w in zip(out, want, strict=True):
+        assert got.dtype == w.dtype and got.shape == w.shape
+        np.testing.assert_array_equal(np.asarray(got), w)
+    assert seen[0] == (np.float32, np.int32, np.uint32, np.bool_, np.float16, np.float32)
+
+
 def test_gradients_are_refused_with_a_clear_error():
     task = _task("cartpole_swingup")
     s = task.reset(jax.random.key(0))
