@@ -50,12 +50,16 @@ def test_segments_start_at_states_the_expert_visited(task):
     assert plain.backend == "auto"  # native physics for the MuJoCo task on this CPU
     expert, dagger, metrics = _rows(segmented)
     assert expert.shape == dagger.shape == (E * T, build_task(plain).observation_dim)
-    # the expert's episodes are those of the plain run (same keys, run first)
-    plain_expert, plain_dagger, _ = _rows(plain)
-    np.testing.assert_array_equal(expert, plain_expert)
     # every segment's first observation is one the expert saw (the exact bits of its
-    # state restored), and not simply the plain run's DAgger states
+    # state restored)
     for i in range(0, E * T, L):  # rows are episode-major: every L-th one starts a segment
         assert np.any(np.all(expert == dagger[i], axis=1)), f"row {i} is no expert state"
-    assert not np.array_equal(dagger, plain_dagger)
     assert np.isfinite(metrics["dagger_return"]) and np.isfinite(metrics["loss"])
+    if task == "point_mass":
+        # the expert's episodes are those of the plain run (same keys, run first), and the
+        # segments are not simply its DAgger states; checked once, on the pure-JAX task (a
+        # native training step is compiled afresh for every program, so a second one here
+        # would cost the suite a compile for a property of the loop, not of the physics)
+        plain_expert, plain_dagger, _ = _rows(plain)
+        np.testing.assert_array_equal(expert, plain_expert)
+        assert not np.array_equal(dagger, plain_dagger)
