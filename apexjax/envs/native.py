@@ -722,8 +722,8 @@ def _chunked_callback(
         pieces += parts
         counts.append(len(parts))
 
-    out_packed = [s for s in shapes if _packable(s.dtype)]
-    out_cols = [math.prod(s.shape) for s in out_packed]
+    out_cols = sum(math.prod(s.shape) for s in shapes if _packable(s.dtype))
+    packs_results = any(_packable(s.dtype) for s in shapes)
 
     def host(*flat_pieces: Any) -> tuple[np.ndarray, ...]:
         joined, i = [], 0
@@ -742,23 +742,23 @@ def _chunked_callback(
                 x = next(rest)
             inputs.append(x.reshape(*lead, *core))
         results = fn(*inputs)
-        words = [
+        out_words = [
             np.ascontiguousarray(r, s.dtype).reshape(n, math.prod(s.shape)).view(np.uint32)
             for r, s in zip(results, shapes, strict=True)
             if _packable(s.dtype)
         ]
         others = [r for r, s in zip(results, shapes, strict=True) if not _packable(s.dtype)]
-        if words:
-            return (np.concatenate(words, axis=1) if len(words) > 1 else words[0], *others)
+        if out_words:
+            return (np.concatenate(out_words, axis=1), *others)
         return tuple(others)
 
     out_shapes = [jax.ShapeDtypeStruct((*lead, *s.shape), s.dtype) for s in shapes]
     callback_shapes = [s for s in out_shapes if not _packable(s.dtype)]
-    if out_packed:
-        callback_shapes.insert(0, jax.ShapeDtypeStruct((n, sum(out_cols)), np.uint32))
+    if packs_results:
+        callback_shapes.insert(0, jax.ShapeDtypeStruct((n, out_cols), np.uint32))
     # no vmap_method: vmaps are handled by the custom_vmap above, never by the callback
     got = iter(jax.pure_callback(host, callback_shapes, *pieces))
-    matrix = next(got) if out_packed else None
+    matrix = next(got) if packs_results else None
     outs, col = [], 0
     for s in out_shapes:
         if _packable(s.dtype):
