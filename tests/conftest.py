@@ -7,16 +7,16 @@ JAX's global config.
 The suite compiles far more than it runs, so it asks XLA not to spend time optimising
 what it compiles (``JAX_DISABLE_MOST_OPTIMIZATIONS``: backend optimisation level 0, LLVM's
 expensive passes off), in this process and in the processes the tests start, which inherit
-the environment. Measured side by side on the 2-core CPU (``make test``'s command, fresh compilation
-caches): the whole suite took 694 s fully optimised and 526 s with quick compiles in all
-files but Fetch, door, adapters and MJX fidelity; quick, those files' tests got faster too
-(the door's MJX check 89 s -> 69 s, the humanoid's fidelity check 42 s -> 30 s), all but
-Fetch's: unoptimised, its MJX check ran for more than 15 minutes without finishing, so the
-Fetch file (``_OPTIMISED``) keeps XLA's full optimisation. So set, the suite took 469 s
-on a fresh clone (``bash .ci/run``, 809 tests; 591-656 s before, fully optimised).
-The programs compute the same functions either way; float32 results can
-differ in the last bits (fused multiply-adds), which no tolerance in the suite is that
-tight about. ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` runs the whole suite fully optimised.
+the environment. Measured side by side on the 2-core CPU (``make test``'s command, fresh
+compilation caches): the whole suite took 694 s fully optimised and 526 s with quick
+compiles in all files but Fetch, door, adapters and MJX fidelity; quick, those files' tests
+got faster too (the door's MJX check 89 s -> 69 s, the humanoid's fidelity check 42 s ->
+30 s), all but Fetch's: unoptimised, its MJX check ran for more than 15 minutes without
+finishing, so the Fetch file (``_OPTIMISED``) keeps XLA's full optimisation. So set, the
+suite took 469 s on a fresh clone (``bash .ci/run``, 809 tests; 591-656 s before, fully
+optimised). The programs compute the same functions either way; float32 results can differ
+in the last bits (fused multiply-adds), which no tolerance in the suite is that tight
+about. ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` runs the whole suite fully optimised.
 """
 
 import os
@@ -47,7 +47,7 @@ import pytest  # noqa: E402
 
 def pytest_runtest_setup(item):
     """XLA's quick compiles for this test (set before its fixtures, whatever their scope)
-    unless its file steps MJX's big models."""
+    unless its file is one of ``_OPTIMISED``."""
     jax.config.update("jax_disable_most_optimizations", _QUICK and item.path.name not in _OPTIMISED)
 
 
