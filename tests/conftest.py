@@ -14,9 +14,10 @@ got faster too (the door's MJX check 89 s -> 69 s, the humanoid's fidelity check
 30 s), all but Fetch's: unoptimised, its MJX check ran for more than 15 minutes without
 finishing, so the Fetch file (``_OPTIMISED``) keeps XLA's full optimisation. So set, the
 suite took 469 s and 591 s in two fresh-clone runs (``bash .ci/run``, 809 tests; 591-656 s
-before, fully optimised: this shared machine's speed varies by a quarter between runs). The programs compute the same functions either way; float32 results can differ
-in the last bits (fused multiply-adds), which no tolerance in the suite is that tight
-about. ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` runs the whole suite fully optimised.
+before, fully optimised: this shared machine's speed varies by a quarter between runs). The
+programs compute the same functions either way; float32 results can differ in the last bits
+(fused multiply-adds), which no tolerance in the suite is that tight about.
+``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` runs the whole suite fully optimised.
 """
 
 import os
@@ -33,12 +34,7 @@ _CACHE = pathlib.Path(
 )
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-_QUICK = os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].strip().lower() not in (
-    "0",
-    "false",
-    "no",
-    "off",
-)
+_QUICK = jax.config.read("jax_disable_most_optimizations")  # JAX parses the variable
 _OPTIMISED = frozenset({"test_fetch.py"})
 
 
