@@ -60,9 +60,11 @@ def is_planner_only(method: str, res: dict) -> bool:
 def share(res: dict) -> np.ndarray:
     """Per seed ``(R_policy − R_0) / (R_expert − R_0)`` of the final evaluation; NaN where
     the expert is not better than the untrained policy by at least 1 % of ``|R_0|`` (an
-    expert dragged down to the policy: the ratio would be noise over noise)."""
+    expert dragged down to the policy: the ratio would be noise over noise). A seed whose
+    run never measured its untrained policy (``None``: e.g. BC, which has no DAgger
+    phase) counts ``R_0`` as 0."""
     fe, ie = res["final_eval"], res["initial_eval"]
-    r0 = np.asarray(ie["policy_return"], float)
+    r0 = np.asarray([0.0 if x is None else x for x in ie["policy_return"]], float)
     rp = np.asarray(fe["policy_return"], float)
     re = np.asarray(fe["expert_return"], float)
     gain = re - r0
@@ -190,9 +192,14 @@ def expert_table(results: list[dict]) -> str:
             cells += [DASH] * (n_it - len(cells))
             out.append(f"| {m} | {' | '.join(cells)} |")
         refs = [(m, res) for m, res in r["methods"].items() if is_planner_only(m, res)]
-        r0 = next(iter(r["methods"].values()))["initial_eval"].get("policy_return")
+        r0 = [
+            x
+            for res in r["methods"].values()
+            for x in res["initial_eval"].get("policy_return", [])
+            if x is not None
+        ]
         notes = [f"{m} alone {np.mean(res['final_eval']['expert_return']):.1f}" for m, res in refs]
-        if r0 is not None:
+        if r0:
             notes.append(f"untrained policy alone {np.mean(r0):.1f}")
         if notes:
             out.append(f"\nAt the evaluation: {', '.join(notes)}.")
@@ -221,6 +228,11 @@ def plot(result: dict, path: pathlib.Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     (ax_pol, ax_exp), (ax_lam, ax_succ) = axes
     last = max([len(res["history"]) for res in trained.values()] + [1])
+    # paper-table files (experiments/paper_table.py) carry every checkpoint's evaluation on
+    # the same fresh episodes: the curve of record where present
+    evaluated = bool(trained) and all(
+        res["history"] and "policy_return_eval" in res["history"][0] for res in trained.values()
+    )
 
     def references(ax, key: str, scale: float = 1.0) -> None:
         """Planner-only methods, and the untrained policy, as horizontal lines."""
@@ -229,11 +241,14 @@ def plot(result: dict, path: pathlib.Path) -> None:
                 y = scale * np.mean(res["final_eval"][key])
                 ax.axhline(y, color=_COLORS.get(m, "k"), ls=":", lw=1.6, label=_LABELS.get(m, m))
         if key == "expert_return":
-            r0 = [res["initial_eval"]["policy_return"] for res in methods.values()]
+            r0 = [
+                x
+                for res in methods.values()
+                for x in res["initial_eval"].get("policy_return", [])
+                if x is not None
+            ]
             if r0:
-                ax.axhline(
-                    np.mean(r0[0]), color="0.3", ls="-.", lw=1, label="untrained policy alone"
-                )
+                ax.axhline(np.mean(r0), color="0.3", ls="-.", lw=1, label="untrained policy alone")
 
     def band(ax, it, y, color, **kw) -> None:
         ax.plot(it, y.mean(1), color=color, **kw)
@@ -242,7 +257,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
     for m, res in trained.items():
         c, label = _COLORS.get(m), _LABELS.get(m, m)
         it = np.arange(1, len(res["history"]) + 1)
-        pol = _curve(res, "policy_return")
+        pol = _curve(res, "policy_return_eval" if evaluated else "policy_return")
         if pol is not None:
             band(ax_pol, it, pol, c, marker="o", ms=3, label=label)
         exp = _curve(res, "expert_return")
@@ -273,7 +288,14 @@ def plot(result: dict, path: pathlib.Path) -> None:
     references(ax_exp, "expert_return")
     references(ax_succ, "expert_success", scale=100.0)
     n = len(result["seeds"])
-    ax_pol.set_title("policy alone (no planner): return per iteration")
+    ax_pol.set_title(
+        "policy alone (no planner): return per iteration"
+        + (
+            f"\n(each checkpoint on the same {result.get('eval_episodes')} fresh episodes)"
+            if evaluated
+            else ""
+        )
+    )
     ax_exp.set_title(
         "expert quality: the (guided) planner's return in each iteration's\n"
         "training episodes (iteration 1 plans with the untrained policy)"
