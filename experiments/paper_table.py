@@ -148,7 +148,10 @@ def trained_method(
         "eval_s": None,
         "simulated_steps_all_seeds": sum(s["simulated_steps"] for s in seeds),
         "planner_simulated_per_step": simulated_per_step(config.expert_planner),
-        "reduction_vs_paper": config_reduction(config),
+        # the budget up to the table's checkpoint, against the preset's whole run
+        "reduction_vs_paper": config_reduction(
+            train_config(task, preset, [*items, f"iterations={checkpoint}"])
+        ),
         "initial_eval": {"policy_return": [s["untrained"] for s in seeds]},
         "final_eval": {k: [s["final"][k] for s in seeds] for k in keys},
         "final_eval_checkpoint": checkpoint,
@@ -207,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "task": spec["task"],
         "seeds": seeds,
         "preset": spec.get("preset"),
+        # APEX's budget where it ran (the other methods' differ by the policy candidates)
+        "reduction_vs_paper": methods.get("apex", {}).get("reduction_vs_paper"),
         "eval_episodes": sorted(eval_episodes)[0] if len(eval_episodes) == 1 else None,
         "final_eval_checkpoint": checkpoint,
         "notes": spec.get("notes", []),
