@@ -9,8 +9,8 @@ At the paper's planner budget every method and seed is its own ``apexjax train``
 ``apexjax plan``) command, run in the background over hours; run directories are not part
 of the repository. What is committed per run is its ``metrics.jsonl``, the evaluation of
 its checkpoints by ``experiments/checkpoint_evals.py`` (the policy alone on the same fresh
-start states for every run and checkpoint) and, where kept, its ``summary.json`` (compile
-time). A spec file (JSON) names those files per method and seed:
+start states for every run and checkpoint) and, where kept, its ``summary.json`` or, for a
+run stopped before it wrote one, its log (compile time). A spec file (JSON) names those files per method and seed:
 
     {"task": "halfcheetah_running", "checkpoint": 8, "preset": "paper",
      "methods": {
@@ -19,7 +19,8 @@ time). A spec file (JSON) names those files per method and seed:
        "apex": {"set": ["num_envs=2", "label=mean", ...],
                 "seeds": [{"seed": 0, "run_dir": "runs/...", "metrics": "....jsonl",
                            "evals": "....json", "run": "mean",
-                           "summary": "....json (optional)"}]}}}
+                           "summary": "....json (optional)",
+                           "log": "apexjax train's output (optional)"}]}}}
 
 A trained method's settings are the ``--set`` items of its ``apexjax train`` command on top
 of ``preset``; the config, the budget against the paper preset and the command of every
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import statistics
 import sys
 
@@ -48,6 +50,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from benchmarks._common import environment_info, write_json
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# apexjax train's log line with the training step's compile time
+_COMPILED = re.compile(r"compiled the training step in ([0-9.]+) s")
 
 
 def _path(text: str) -> pathlib.Path:
@@ -97,6 +101,10 @@ def _seed_of_trained(entry: dict, checkpoint: int, eval_episodes: set[int]) -> d
     if rows[-1].get("expert_success") is not None:
         final["expert_success"] = rows[-1]["expert_success"]
     summary = json.loads(_path(entry["summary"]).read_text()) if entry.get("summary") else {}
+    compile_s = summary.get("compile_seconds")
+    if compile_s is None and entry.get("log"):  # a run stopped before its summary
+        found = _COMPILED.search(_path(entry["log"]).read_text())
+        compile_s = float(found.group(1)) if found else None
     return {
         "seed": entry["seed"],
         "history": history,
@@ -104,7 +112,7 @@ def _seed_of_trained(entry: dict, checkpoint: int, eval_episodes: set[int]) -> d
         # the untrained policy's return: measured by the adaptive weight, else the first
         # DAgger phase (the untrained policy's own episodes); BC runs neither
         "untrained": rows[0].get("untrained_policy_return", rows[0].get("dagger_return")),
-        "compile_s": summary.get("compile_seconds"),
+        "compile_s": compile_s,
         "train_s": sum(r["seconds"] for r in rows),
         "simulated_steps": sum(r["simulated_steps"] for r in rows),
     }

@@ -81,6 +81,11 @@ def spec(tmp_path):
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps({"compile_seconds": 12.5}))
     seeds[0]["summary"] = str(summary)
+    log = tmp_path / "train.log"
+    log.write_text(
+        "compiling\n00:19:31 INFO apexjax.driver: compiled the training step in 28.0 s\n"
+    )
+    seeds[1]["log"] = str(log)  # a run stopped before its summary
     spec = {
         "task": TASK,
         "preset": "paper",
@@ -113,7 +118,7 @@ def test_table_takes_the_checkpoint_evaluation_and_that_iterations_expert(spec, 
     # R_0: the adaptive weight's measurement, else the first DAgger phase
     assert apex["initial_eval"]["policy_return"] == [-2.0, -1.0]
     assert len(apex["history"]) == 3 and apex["history"][2]["policy_return_eval"] == [3000.0] * 2
-    assert apex["compile_s"] == 12.5 and apex["train_s"] == 60.0
+    assert apex["compile_s"] == (12.5 + 28.0) / 2 and apex["train_s"] == 60.0
     assert apex["simulated_steps_all_seeds"] == 6000.0
     # the command and config come from the preset and the settings
     assert apex["commands"][1].startswith(
