@@ -120,10 +120,19 @@ def _planner_steps(res: dict) -> int | None:
     return icem.simulated_per_step(icem.ICEMConfig(**planner))
 
 
+def _seed_text(r: dict) -> str:
+    """``"3 seeds"``, or the seeds of each method where methods ran different seeds (a
+    paper-budget table: one run per method and seed)."""
+    per = {m: res.get("seeds", r["seeds"]) for m, res in r["methods"].items()}
+    if all(list(s) == list(r["seeds"]) for s in per.values()):
+        return f"{len(r['seeds'])} seeds ({', '.join(map(str, r['seeds']))})"
+    return "seeds " + "; ".join(f"{m} {', '.join(map(str, s))}" for m, s in per.items())
+
+
 def _budget_line(r: dict) -> str:
     red = r.get("reduction_vs_paper")
     preset = r.get("preset")
-    text = f"{r['task']}: {len(r['seeds'])} seeds ({', '.join(map(str, r['seeds']))})"
+    text = f"{r['task']}: {_seed_text(r)}"
     if r.get("eval_episodes"):
         text += f", {r['eval_episodes']} evaluation episodes per seed"
     text += f"; budget: preset {preset}" if preset else "; budget: no preset"
@@ -146,8 +155,8 @@ def table(results: list[dict]) -> str:
     )
     rows = []
     for r in results:
-        n = len(r["seeds"])
         for m, res in r["methods"].items():
+            n = len(res.get("seeds", r["seeds"]))  # a paper table's methods differ
             fe = res["final_eval"]
             alone = is_planner_only(m, res)
             es = _pct(fe["expert_success"]) if "expert_success" in fe else DASH
@@ -287,7 +296,6 @@ def plot(result: dict, path: pathlib.Path) -> None:
     references(ax_pol, "expert_return")
     references(ax_exp, "expert_return")
     references(ax_succ, "expert_success", scale=100.0)
-    n = len(result["seeds"])
     ax_pol.set_title(
         "policy alone (no planner): return per iteration"
         + (
@@ -320,7 +328,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
         fig.delaxes(ax_succ)
     preset = result.get("preset")
     fig.suptitle(
-        f"{result['task']}: {n} seeds (line: mean, band: min..max)"
+        f"{result['task']}: {_seed_text(result)}\n(line: mean, band: min..max)"
         + (f", preset {preset}" if preset else "")
         + "; dotted: planner alone at the evaluation"
     )

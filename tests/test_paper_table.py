@@ -133,6 +133,8 @@ def test_table_takes_the_checkpoint_evaluation_and_that_iterations_expert(spec, 
     assert report.main([str(out), "--md", str(md), "--plot-dir", str(tmp_path)]) == 0
     row = next(x for x in md.read_text().splitlines() if f"| {TASK} | apex |" in x)
     assert "| 3000.0 ± 0.0 |" in row
+    assert "| 3e+03 |" in row  # simulated steps per seed
+    assert f"{TASK}: seeds icem 0; apex 0, 1," in md.read_text()
     assert (tmp_path / f"{TASK}.png").stat().st_size > 10_000
 
 
