@@ -13,8 +13,8 @@ compiles in all files but Fetch, door, adapters and MJX fidelity; quick, those f
 got faster too (the door's MJX check 89 s -> 69 s, the humanoid's fidelity check 42 s ->
 30 s), all but Fetch's: unoptimised, its MJX check ran for more than 15 minutes without
 finishing, so the Fetch file (``_OPTIMISED``) keeps XLA's full optimisation. So set, the
-suite took 469, 505, 591 and 642 s in four fresh-clone runs (``bash .ci/run``, 809-811
-tests; 591-656 s before, fully optimised: this shared machine's speed varies by a quarter
+suite took 469, 505, 591, 642 and 343 s in five fresh-clone runs (``bash .ci/run``, 809-811
+tests; 591-656 s before, fully optimised: this shared machine's speed varies by up to half
 between runs). The
 programs compute the same functions either way; float32 results can differ in the last bits
 (fused multiply-adds), which no tolerance in the suite is that tight about.
