@@ -70,6 +70,7 @@ __all__ = [
     "budget",
     "budget_table",
     "cem_at_equal_budget",
+    "compare_budget",
     "config_reduction",
     "override_items",
     "plan_config",
@@ -383,6 +384,16 @@ def reduction(task: str, name: str, reference: str = "paper") -> dict[str, float
     """How many times fewer simulated steps preset ``name`` spends than ``reference``:
     ``{"per_control_step": ..., "per_run": ...}`` (> 1 means cheaper)."""
     return _fewer(preset_budget(task, name), preset_budget(task, reference))
+
+
+def compare_budget(ratio: float, what: str, reference: str = "paper") -> str:
+    """A :func:`reduction` ratio in words: ``"3.77× fewer WHAT than REFERENCE"``, ``"2× more
+    WHAT than REFERENCE"`` below 1, ``"as many WHAT as REFERENCE"`` within 0.5 %."""
+    if abs(ratio - 1.0) <= 0.005:
+        return f"as many {what} as {reference}"
+    if ratio > 1.0:
+        return f"{ratio:.3g}× fewer {what} than {reference}"
+    return f"{1.0 / ratio:.3g}× more {what} than {reference}"
 
 
 def config_reduction(

@@ -69,6 +69,7 @@ from apexjax.loop import (
 )
 from apexjax.planning.icem import ICEMConfig
 from apexjax.policy import PolicyConfig
+from apexjax.presets import compare_budget
 from apexjax.sharding import make_mesh
 
 try:
@@ -1070,8 +1071,8 @@ def summary_table(summary: dict[str, Any]) -> str:
         red = meta.get("reduction_vs_paper")
         if red:
             text += (
-                f" ({red['per_control_step']:.3g}× fewer simulated steps per control step "
-                f"than paper, {red['per_run']:.3g}× per run)"
+                f" ({compare_budget(red['per_control_step'], 'simulated steps per control step')}"
+                f", {compare_budget(red['per_run'], 'per run')})"
             )
         lines.append(f"| preset | {text} |")
     if "backend" in summary:

@@ -137,9 +137,11 @@ def _budget_line(r: dict) -> str:
         text += f", {r['eval_episodes']} evaluation episodes per seed"
     text += f"; budget: preset {preset}" if preset else "; budget: no preset"
     if red:
+        from apexjax.presets import compare_budget
+
         text += (
-            f", {red['per_control_step']:.3g}× fewer simulated steps per control step and "
-            f"{red['per_run']:.3g}× fewer per training run than the task's paper preset"
+            f", {compare_budget(red['per_control_step'], 'simulated steps per control step')}"
+            f" and {compare_budget(red['per_run'], 'per training run')}"
         )
     return text + "."
 

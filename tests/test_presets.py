@@ -208,3 +208,9 @@ def test_plan_config_without_a_preset():
     assert presets.plan_config("door", cem=True) == icem.cem_config()
     with pytest.raises(ConfigError, match="populaton"):
         presets.plan_config("door", overrides=["populaton=3"])
+
+
+def test_compare_budget_words_a_reduction_either_way():
+    assert presets.compare_budget(3.771, "steps") == "3.77× fewer steps than paper"
+    assert presets.compare_budget(1.0, "steps") == "as many steps as paper"
+    assert presets.compare_budget(0.5, "steps", "cpu") == "2× more steps than cpu"

@@ -466,9 +466,11 @@ def run(args: argparse.Namespace) -> int:
         )
         what += f" ({physics_backend(run_config)} physics)"
         if args.preset is not None:
+            from apexjax.presets import compare_budget
+
             red = (meta or {}).get("reduction_vs_paper")
             what += f", preset {args.preset}" + (
-                f" ({red['per_run']:.3g}× fewer simulated steps than paper)" if red else ""
+                f" ({compare_budget(red['per_run'], 'simulated steps')})" if red else ""
             )
         print(f"{what}{where}", file=sys.stderr, flush=True)
         bar = Progress(total, unit="iteration")
