@@ -15,9 +15,9 @@ got faster too (the door's MJX check 89 s -> 69 s, the humanoid's fidelity check
 finishing, so the Fetch file (``_OPTIMISED``) keeps XLA's full optimisation. So set, the
 suite took 469, 505, 591, 642 and 343 s in five fresh-clone runs (``bash .ci/run``, 809-811
 tests; 591-656 s before, fully optimised: this shared machine's speed varies by up to half
-between runs). The
-programs compute the same functions either way; float32 results can differ in the last bits
-(fused multiply-adds), which no tolerance in the suite is that tight about.
+between runs). The programs compute the same functions either way; float32 results can
+differ in the last bits (fused multiply-adds), which no tolerance in the suite is that tight
+about.
 ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` runs the whole suite fully optimised.
 """
 
