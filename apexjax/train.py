@@ -58,6 +58,7 @@ import orbax.checkpoint as ocp
 from apexjax import aggregator, distributed, plots
 from apexjax.configs import ConfigError, to_dict
 from apexjax.driver import fit
+from apexjax.envs.base import Task
 from apexjax.guidance import GuidanceConfig
 from apexjax.loop import (
     TrainConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "check_run_dir_path",
     "checkpoint_steps",
     "config_from_dict",
+    "init_state_from",
     "load_checkpoint",
     "read_metrics",
     "summary_table",
@@ -703,6 +705,114 @@ def load_checkpoint(
     return config, state
 
 
+def _oldest_first(dataset: aggregator.Dataset) -> np.ndarray:
+    """Indices of ``dataset``'s filled rows in the order they were written."""
+    size, cursor, cap = int(dataset.size), int(dataset.cursor), dataset.capacity
+    if size < cap:
+        return np.arange(size)
+    return np.roll(np.arange(cap), -cursor)  # full: the oldest row is at the cursor
+
+
+def init_state_from(
+    config: TrainConfig,
+    task: Task,
+    source: str | pathlib.Path,
+    *,
+    checkpoint: int | str = "last",
+    dataset: bool = True,
+) -> tuple[TrainState, dict[str, Any]]:
+    """A new run's first state, started from another run's checkpoint.
+
+    The new run is ``config``'s own (its seed, planner, guidance, iterations from 0); it
+    takes from ``source`` the policy's parameters and observation normaliser and, with
+    ``dataset``, the aggregated dataset (the newest rows that fit ``config.dataset_capacity``,
+    in the order they were written). The optimiser starts fresh from ``config.policy``; the
+    guidance's running costs start empty, so the adaptive modes measure the started
+    policy as the run's "untrained" one. Uses: change what a resumed run cannot (the
+    guidance weight after some iterations, a bigger planner on a GPU) or fine-tune a policy.
+
+    Args:
+      config: the new run's config.
+      task: its built task (:func:`apexjax.loop.build_task` of ``config``).
+      source: a run directory written by :func:`train`.
+      checkpoint: which of its checkpoints, as in :func:`load_checkpoint`.
+      dataset: also carry the dataset (``False``: the policy alone, an empty dataset).
+
+    Returns:
+      The state (on this process's first device; :func:`apexjax.driver.fit` places it)
+      and what was taken, JSON-ready (recorded as ``init_from`` in the run's
+      ``metadata.json``).
+
+    Raises:
+      ConfigError: ``source`` is not a readable run, trained another task, or its policy
+        network or the task's observation or action space differs from ``config``'s
+        (the message names the field).
+    """
+    if not isinstance(dataset, bool):
+        raise ConfigError(f"init_dataset: expected True or False, got {dataset!r}")
+    source = pathlib.Path(source)
+    saved, src = load_checkpoint(source, checkpoint=checkpoint)
+    where = f"init_from {source}"
+    if saved.task != config.task:
+        raise ConfigError(
+            f"{where}: that run trained {saved.task!r}, this one is {config.task!r}; the task "
+            "must be the same"
+        )
+    for field in ("hidden", "activation"):
+        ours, theirs = getattr(config.policy, field), getattr(saved.policy, field)
+        if ours != theirs:
+            raise ConfigError(
+                f"{where}: policy.{field} is {theirs!r} there and {ours!r} here; the policy "
+                "network must be the same"
+            )
+    fresh = init_train_state(config, task)
+    for what, ours, theirs in (
+        ("observation size", fresh.policy.normalizer.mean.shape, src.policy.normalizer.mean.shape),
+        ("action size", fresh.policy.action_low.shape, src.policy.action_low.shape),
+    ):
+        if ours != theirs:
+            raise ConfigError(
+                f"{where}: {what} {theirs} there and {ours} here (task options differ); "
+                "they must be the same"
+            )
+    same_bounds = np.array_equal(
+        np.asarray(fresh.policy.action_low), np.asarray(src.policy.action_low)
+    ) and np.array_equal(np.asarray(fresh.policy.action_high), np.asarray(src.policy.action_high))
+    if not same_bounds:
+        raise ConfigError(f"{where}: the action bounds differ (task options); they must match")
+    norm = fresh.policy.normalizer.replace(
+        mean=src.policy.normalizer.mean,
+        m2=src.policy.normalizer.m2,
+        count=src.policy.normalizer.count,
+    )
+    pol = fresh.policy.replace(params=src.policy.params, normalizer=norm)
+    data, rows = fresh.dataset, 0
+    if dataset:
+        order = _oldest_first(src.dataset)[-data.capacity :]
+        rows = int(order.size)
+
+        def carried(dst: jax.Array, src_rows: jax.Array) -> jax.Array:
+            out = np.asarray(dst).copy()
+            out[:rows] = np.asarray(src_rows)[order]
+            return jax.numpy.asarray(out)
+
+        data = data.replace(
+            obs=carried(data.obs, src.dataset.obs),
+            actions=carried(data.actions, src.dataset.actions),
+            source=carried(data.source, src.dataset.source),
+            iteration=carried(data.iteration, src.dataset.iteration),
+            size=jax.numpy.asarray(rows, jax.numpy.int32),
+            cursor=jax.numpy.asarray(rows % data.capacity, jax.numpy.int32),
+        )
+    info = {
+        "run_dir": str(source.absolute()),
+        "checkpoint": int(src.iteration),
+        "task": saved.task,
+        "dataset_rows": rows,
+    }
+    return fresh.replace(policy=pol, dataset=data), info
+
+
 def _save(run_dir: pathlib.Path, state: TrainState, step: int) -> None:
     ckpt = _checkpointer()
     path = (run_dir / "checkpoints" / str(step)).absolute()
@@ -766,6 +876,9 @@ def train(
     callback: Callable[[int, dict[str, float]], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
     metadata: dict[str, Any] | None = None,
+    init_from: str | pathlib.Path | None = None,
+    init_checkpoint: int | str = "last",
+    init_dataset: bool = True,
 ) -> dict[str, Any]:
     """Trains a run up to its target number of outer iterations; returns the summary dict.
 
@@ -799,6 +912,12 @@ def train(
         preset); written to ``metadata.json`` with the physics backend the run uses, and
         repeated in ``summary.json``. A resumed run keeps the one it was started with;
         ``summary.json`` names the backend of the session that wrote it.
+      init_from: a new run starts from this run directory's checkpoint instead of a fresh
+        policy and an empty dataset (:func:`init_state_from`: the policy and, with
+        ``init_dataset``, the dataset; everything else is ``config``'s); recorded as
+        ``init_from`` in ``metadata.json``. Not with ``resume``.
+      init_checkpoint: which checkpoint of ``init_from``: "last", "best" or an iteration.
+      init_dataset: carry ``init_from``'s dataset too (default) or the policy alone.
 
     Raises:
       ConfigError: a bad argument, or ``num_devices`` does not fit the run or the devices
@@ -815,6 +934,22 @@ def train(
     if checkpoint_every < 1:
         raise ConfigError(f"checkpoint_every: expected an int >= 1, got {checkpoint_every!r}")
     primary = distributed.is_primary()
+    if init_from is not None:
+        if resume:
+            raise ConfigError(
+                "init_from: a resumed run continues from its own checkpoints; start a new run "
+                "directory to start from another run"
+            )
+        init_from = pathlib.Path(init_from)
+        if init_from.absolute() == run_dir.absolute():
+            raise ConfigError(f"init_from: {init_from} is the new run's own directory")
+        if not isinstance(init_dataset, bool):
+            raise ConfigError(f"init_dataset: expected True or False, got {init_dataset!r}")
+        try:  # no run there, no such checkpoint: say so before anything starts
+            _read_config(init_from)
+            _candidates(init_from, init_checkpoint)
+        except ConfigError as e:
+            raise type(e)(f"init_from: {e}") from None
     if resume:
         saved = _read_config(run_dir)
         n = saved.num_devices if num_devices is None else num_devices
@@ -882,8 +1017,9 @@ def train(
         except ConfigError as e:
             failure = e
         _agree(failure, f"{run_dir}: checking it is writable")
+        init = None if init_from is None else (init_from, init_checkpoint, init_dataset)
         return _train_locked(
-            config, run_dir, resume, checkpoint_every, callback, on_stage, metadata
+            config, run_dir, resume, checkpoint_every, callback, on_stage, metadata, init
         )
     finally:
         lock.release()
@@ -897,6 +1033,7 @@ def _train_locked(
     callback: Callable[[int, dict[str, float]], None] | None,
     on_stage: Callable[[str], None] | None,
     metadata: dict[str, Any] | None,
+    init: tuple[pathlib.Path, int | str, bool] | None,
 ) -> dict[str, Any]:
     primary = distributed.is_primary()
     stage = on_stage or (lambda name: None)
@@ -918,6 +1055,19 @@ def _train_locked(
         if primary:
             log.info("resuming %s at iteration %d of %d", run_dir, start, config.iterations)
     task = build_task(config)
+    if init is not None:  # before any file of the new run is written
+        source, which, with_data = init
+        state, init_info = init_state_from(
+            config, task, source, checkpoint=which, dataset=with_data
+        )
+        metadata = {**(metadata or {}), "init_from": init_info}
+        if primary:
+            log.info(
+                "starting from %s checkpoint %d (policy%s)",
+                source,
+                init_info["checkpoint"],
+                f" and {init_info['dataset_rows']} dataset rows" if with_data else " alone",
+            )
     # Every process has read the run directory before process 0 writes to it.
     distributed.barrier("apexjax.train: run directory checked")
     last_saved = start if resume else None

@@ -18,7 +18,9 @@ Devices and processes:
 
 Resuming (``--resume``) continues the run's saved config up to its saved target; only
 ``--set iterations=N`` changes the target (other ``--set`` items and ``--preset`` are
-refused). Progress goes to stderr: a tqdm bar on a terminal, one line per stage and
+refused). To change anything else, start a new run from the old one's checkpoint:
+``--init-from OLD_RUN_DIR [--init-checkpoint N] [--init-policy-only]`` takes its policy
+and dataset (:func:`apexjax.train.init_state_from`) and trains them with the new config. Progress goes to stderr: a tqdm bar on a terminal, one line per stage and
 iteration otherwise (CI logs); the result JSON goes to stdout.
 
 At the end (process 0 of a single-process run; ``--no-render`` skips it) the command films
@@ -56,6 +58,26 @@ def add_parser(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in --run-dir from its newest intact checkpoint, up to its saved "
         "target (--set iterations=N: to N instead; other --set items are refused)",
+    )
+    p.add_argument(
+        "--init-from",
+        type=pathlib.Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="start this new run from another run's checkpoint: its policy and dataset, with "
+        "this run's own config (e.g. another guidance weight after some iterations); not with "
+        "--resume",
+    )
+    p.add_argument(
+        "--init-checkpoint",
+        default="last",
+        metavar="N",
+        help="which checkpoint of --init-from: last (default), best or an iteration number",
+    )
+    p.add_argument(
+        "--init-policy-only",
+        action="store_true",
+        help="with --init-from: take the policy alone and start with an empty dataset",
     )
     p.add_argument(
         "--preset",
@@ -360,8 +382,17 @@ def run(args: argparse.Namespace) -> int:
         choose_gl_for_training()
     from apexjax import cli, envs
 
+    if args.init_from is not None and args.resume:
+        raise ConfigError(
+            "--init-from: a resumed run continues from its own checkpoints; drop --init-from "
+            "or start a new --run-dir"
+        )
+    if (args.init_checkpoint != "last" or args.init_policy_only) and args.init_from is None:
+        raise ConfigError("--init-checkpoint/--init-policy-only: only with --init-from RUN_DIR")
     if args.resume:  # the run's own task modules, before any task is looked up
         cli.import_run_modules(args.run_dir or pathlib.Path("runs") / f"train-{args.task}")
+    if args.init_from is not None:
+        cli.import_run_modules(args.init_from)
     envs.check_task(args.task)  # unknown task: one clear error before anything else
     if args.preset is not None and args.resume:
         raise ConfigError(
@@ -465,6 +496,8 @@ def run(args: argparse.Namespace) -> int:
             else f"train {config.task} -> {run_dir}"
         )
         what += f" ({physics_backend(run_config)} physics)"
+        if args.init_from is not None:
+            what += f", from {args.init_from} checkpoint {args.init_checkpoint}"
         if args.preset is not None:
             from apexjax.presets import compare_budget
 
@@ -502,6 +535,9 @@ def run(args: argparse.Namespace) -> int:
                 callback=callback,
                 on_stage=on_stage,
                 metadata=meta,
+                init_from=args.init_from,
+                init_checkpoint=args.init_checkpoint,
+                init_dataset=not args.init_policy_only,
             )
     finally:
         if bar is not None:
