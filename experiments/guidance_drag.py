@@ -2,14 +2,16 @@
 
     python experiments/guidance_drag.py TASK --weights 0,0.03,0.1 [--seeds 0,1] \
         [--preset paper] [--set FIELD=VALUE ...] [--episode-length N] [--block 100] \
-        [--out FILE.json]
+        [--policy-from RUN_DIR [--checkpoint N]] [--out FILE.json]
 
 The training step's own expert episode (:attr:`apexjax.episodes.EpisodeFns.expert`: iCEM
 with the policy's candidates in its population and the guidance cost, the planner acting)
 toward the untrained policy of the run's config (``init_train_state``: what a run's first
 iteration is guided toward), at λ fixed to each of ``--weights`` (``guidance.mode=fixed``,
 ``guidance.weight=λ``, the whole episode), one episode per seed with the episode key
-``PRNGKey(seed)`` (the same start state and planner keys at every λ). The config is
+``PRNGKey(seed)`` (the same start state and planner keys at every λ). ``--policy-from``
+guides toward a trained run's policy instead (:func:`apexjax.train.init_state_from`, the
+policy alone, of ``--checkpoint``): the expert of a run at that checkpoint. The config is
 :func:`apexjax.presets.train_config` of the task, the preset and the ``--set`` items, as
 ``apexjax train`` builds it. Prints one line per episode: its return, its success where the
 task has one, and the mean return per step over consecutive ``--block``-step blocks (on
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument("--episode-length", type=int, default=0, help="0: the task's own")
     p.add_argument("--block", type=int, default=100, help="steps per block of the per-step means")
+    p.add_argument("--policy-from", type=pathlib.Path, default=None, metavar="RUN_DIR")
+    p.add_argument("--checkpoint", default="last", metavar="N|last|best")
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
     if not args.weights or min(args.weights) < 0:
@@ -65,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from apexjax import presets
+    from apexjax.commands.eval import checkpoint_arg
     from apexjax.episodes import episode_fns, episode_returns
     from apexjax.loop import build_task, init_train_state
+    from apexjax.train import init_state_from
     from benchmarks._common import save_results
 
     rows = []
@@ -76,7 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             items.append(f"episode_length={args.episode_length}")
         config = presets.train_config(args.task, args.preset, items)
         task = build_task(config)
-        state = init_train_state(config, task)
+        if args.policy_from is None:
+            state = init_train_state(config, task)
+        else:
+            which = checkpoint_arg(args.checkpoint)
+            state, source = init_state_from(
+                config, task, args.policy_from, checkpoint=which, dataset=False
+            )
         fns = episode_fns(config, task)
         run = jax.jit(
             lambda pol, key, f=fns, w=lam: f.expert(pol, key, False, jnp.float32(w), True)
@@ -111,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             "set": args.set,
             "episode_length": args.episode_length or None,
             "block": args.block,
+            "policy": "untrained" if args.policy_from is None else source,
             "episodes": rows,
         }
         save_results(args.out, result, "experiments/guidance_drag.py", argv or sys.argv[1:])

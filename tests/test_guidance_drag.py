@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from apexjax.configs import ConfigError
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # experiments/ are scripts beside the package
 
@@ -37,3 +39,15 @@ def test_bad_arguments(capsys):
         guidance_drag.main(["cartpole_swingup", "--weights", "-1"])
     with pytest.raises(SystemExit, match="guidance"):
         guidance_drag.main(["cartpole_swingup", "--weights", "1", "--set", "guidance.weight=2"])
+
+
+def test_toward_a_trained_runs_policy(tiny_cartpole_run, tmp_path):
+    out = tmp_path / "drag.json"
+    argv = ["cartpole_swingup", "--weights", "1", *ARGS, "--set", "policy.hidden=[16]"]
+    argv += ["--policy-from", str(tiny_cartpole_run), "--checkpoint", "1", "--out", str(out)]
+    assert guidance_drag.main(argv) == 0
+    policy = json.loads(out.read_text())["policy"]
+    assert policy["checkpoint"] == 1 and policy["dataset_rows"] == 0
+    # the network must match the run's
+    with pytest.raises(ConfigError, match=r"policy\.hidden"):
+        guidance_drag.main([*argv[:-2], "--set", "policy.hidden=[8]"])
