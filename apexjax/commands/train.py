@@ -20,8 +20,9 @@ Resuming (``--resume``) continues the run's saved config up to its saved target;
 ``--set iterations=N`` changes the target (other ``--set`` items and ``--preset`` are
 refused). To change anything else, start a new run from the old one's checkpoint:
 ``--init-from OLD_RUN_DIR [--init-checkpoint N] [--init-policy-only]`` takes its policy
-and dataset (:func:`apexjax.train.init_state_from`) and trains them with the new config. Progress goes to stderr: a tqdm bar on a terminal, one line per stage and
-iteration otherwise (CI logs); the result JSON goes to stdout.
+and dataset (:func:`apexjax.train.init_state_from`) and trains them with the new config.
+Progress goes to stderr: a tqdm bar on a terminal, one line per stage and iteration
+otherwise (CI logs); the result JSON goes to stdout.
 
 At the end (process 0 of a single-process run; ``--no-render`` skips it) the command films
 the run as ``apexjax render RUN_DIR`` does, small (:data:`apexjax.commands.render.TRAIN_RENDER`),
