@@ -27,6 +27,7 @@ from finding it, which no later iteration can undo when the policy only learns f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 import time
@@ -75,21 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     from apexjax.train import init_state_from
     from benchmarks._common import save_results
 
+    items = [*args.set, "num_envs=1", "guidance.mode=fixed"]
+    if args.episode_length:
+        items.append(f"episode_length={args.episode_length}")
+    base = presets.train_config(args.task, args.preset, items)
+    # the task and the policy do not depend on λ: built and loaded once
+    task = build_task(base)
+    if args.policy_from is None:
+        state, source = init_train_state(base, task), "untrained"
+    else:
+        state, source = init_state_from(
+            base, task, args.policy_from, checkpoint=checkpoint_arg(args.checkpoint), dataset=False
+        )
     rows = []
     for lam in args.weights:
-        items = [*args.set, "num_envs=1", "guidance.mode=fixed", f"guidance.weight={lam}"]
-        if args.episode_length:
-            items.append(f"episode_length={args.episode_length}")
-        config = presets.train_config(args.task, args.preset, items)
-        task = build_task(config)
-        if args.policy_from is None:
-            state = init_train_state(config, task)
-        else:
-            which = checkpoint_arg(args.checkpoint)
-            state, source = init_state_from(
-                config, task, args.policy_from, checkpoint=which, dataset=False
-            )
-        fns = episode_fns(config, task)
+        config = dataclasses.replace(base, guidance=dataclasses.replace(base.guidance, weight=lam))
+        fns = episode_fns(config, task)  # fixed mode holds λ0 from the second step on
         run = jax.jit(
             lambda pol, key, f=fns, w=lam: f.expert(pol, key, False, jnp.float32(w), True)
         )
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "set": args.set,
             "episode_length": args.episode_length or None,
             "block": args.block,
-            "policy": "untrained" if args.policy_from is None else source,
+            "policy": source,
             "episodes": rows,
         }
         save_results(args.out, result, "experiments/guidance_drag.py", argv or sys.argv[1:])
