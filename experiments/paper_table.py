@@ -22,6 +22,10 @@ run stopped before it wrote one, its log (compile time). A spec file (JSON) name
                            "summary": "....json (optional)",
                            "log": "apexjax train's output (optional)"}]}}}
 
+``evals`` is ``checkpoint_evals.py``'s output (``run`` names the run in it) or, for a run
+evaluated at one checkpoint only, ``apexjax eval --out``'s (that checkpoint must be the
+table's).
+
 A trained method's settings are the ``--set`` items of its ``apexjax train`` command on top
 of ``preset``; the config, the budget against the paper preset and the command of every
 seed are built from them, so the table says exactly what ran.
@@ -71,13 +75,18 @@ def _seed_of_trained(entry: dict, checkpoint: int, eval_episodes: set[int]) -> d
     rows = rows[:checkpoint]
     evals = json.loads(_path(entry["evals"]).read_text())
     eval_episodes.add(int(evals["episodes"]))
-    try:
-        checkpoints = evals["runs"][entry["run"]]["checkpoints"]
-    except KeyError:
-        raise SystemExit(f"{entry['evals']}: no run named {entry['run']!r}") from None
+    if "runs" not in evals and "iteration" in evals:  # `apexjax eval --out`: one checkpoint
+        checkpoints = [{**evals, "checkpoint": evals["iteration"]}]
+    else:
+        try:
+            checkpoints = evals["runs"][entry["run"]]["checkpoints"]
+        except KeyError:
+            raise SystemExit(f"{entry['evals']}: no run named {entry['run']!r}") from None
     by_step = {int(c["checkpoint"]): c for c in checkpoints}
     if checkpoint not in by_step:
-        raise SystemExit(f"{entry['evals']}: run {entry['run']!r} has no checkpoint {checkpoint}")
+        raise SystemExit(
+            f"{entry['evals']}: run {entry.get('run')!r} has no checkpoint {checkpoint}"
+        )
     history = []
     for r in rows:
         h = dict(r)

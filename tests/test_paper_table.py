@@ -151,6 +151,26 @@ def test_missing_checkpoint_or_run_is_a_clear_error(spec, tmp_path):
         paper_table.main([str(spec), "--out", str(tmp_path / "x.json")])
 
 
+def test_a_single_apexjax_eval_file_is_that_checkpoints_evaluation(spec, tmp_path):
+    s = json.loads(spec.read_text())
+    one = tmp_path / "eval20.json"  # `apexjax eval --out`: the run's last checkpoint only
+    one.write_text(
+        json.dumps({"episodes": 20, "iteration": 3, "policy_return": -7.0, "policy_success": 0.25})
+    )
+    for e in s["methods"]["apex"]["seeds"]:
+        e["evals"] = str(one)
+        del e["run"]
+    spec.write_text(json.dumps(s))
+    out = tmp_path / "table.json"
+    assert paper_table.main([str(spec), "--out", str(out)]) == 0
+    fe = json.loads(out.read_text())["methods"]["apex"]["final_eval"]
+    assert fe["policy_return"] == [-7.0, -7.0] and fe["policy_success"] == [0.25, 0.25]
+    s["checkpoint"] = 2  # that file has no evaluation of checkpoint 2
+    spec.write_text(json.dumps(s))
+    with pytest.raises(SystemExit, match="has no checkpoint 2"):
+        paper_table.main([str(spec), "--out", str(out)])
+
+
 @pytest.mark.parametrize(
     "spec_path", sorted((ROOT / "experiments" / "paper_specs").glob("*.json")), ids=lambda p: p.stem
 )
