@@ -17,3 +17,6 @@ run() {  # label [plan options...]
 run std1 --set init_std=1.0
 run h60std1 --set horizon=60 --set init_std=1.0
 run h60 --set horizon=60
+# the dense cost (‖block − goal‖ instead of its 5 cm indicator), the same start states:
+# is it the sparse cost or the task that defeats the expert?
+run dense --task-set dense=true
