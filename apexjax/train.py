@@ -6,8 +6,8 @@ A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` a
 through orbax, one directory per saved iteration, all kept, so a resumed run continues
 exactly as an uninterrupted one would), ``summary.json`` + ``summary.md`` (final metrics),
 ``metadata.json`` (how the run was configured: the physics backend it runs on and, where
-given, its preset and the run it started from, ``init_from``) and ``learning_curve.png`` (expert vs policy return and success, and λ,
-per iteration; needs matplotlib). Nothing here runs inside jit.
+given, its preset and the run it started from, ``init_from``) and ``learning_curve.png``
+(expert vs policy return and success, and λ, per iteration; needs matplotlib). Nothing here runs inside jit.
 
 A run directory is never lost or corrupted by the driver:
 
