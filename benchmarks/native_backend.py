@@ -1,6 +1,7 @@
-"""The native backend's numbers: planner efficiency against raw MuJoCo, and cold compiles.
+"""The native backend's numbers: planner efficiency against raw MuJoCo, where the rest of a
+plan goes, and cold compiles.
 
-Two sections, every shipped MuJoCo task, native backend, measured side by side in one run:
+Three sections, every shipped MuJoCo task, native backend, measured side by side in one run:
 
 ``efficiency``
     One jitted iCEM control step (:func:`apexjax.planning.icem.plan`, the ``paper`` budget:
@@ -17,6 +18,13 @@ Two sections, every shipped MuJoCo task, native backend, measured side by side i
     the C calls' own share of the plan, and the planner's fraction of the faster raw replay
     that does the same work (1.0 = no overhead; ``raw_baselines`` names them: only the
     stepped one where a step computes stages, which ``mujoco.rollout`` cannot).
+``overhead``
+    Where a plan's time goes besides MuJoCo: the same jitted plan three ways, timed in turn
+    in one process: as it runs; with its host callbacks replaced by ones that return the
+    results of one real call of the same shape (no MuJoCo and none of the backend's host
+    code: what is left is XLA's work and JAX's callback machinery); and with its host
+    callbacks timed and ``NativeSim.trace`` on (the callbacks' wall time, and the C calls'
+    own time within it).
 ``compile``
     Cold compile (JAX's persistent cache off, a fresh process per task) of the program
     ``apexjax plan`` runs (one chunk of closed-loop MPC, the paper budget, 2 episodes) and
@@ -220,6 +228,91 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
     }
 
 
+def _no_physics(sim) -> None:
+    """Replaces ``sim``'s host callbacks by ones that return, for each input shape, the
+    results of one real call: the plan keeps every host call, minus MuJoCo's work."""
+    for name in ("rollout", "step"):
+        real, cache = getattr(sim, name), {}
+
+        def stub(*args, _real=real, _cache=cache, **kw):
+            key = (tuple(np.shape(a) for a in args), tuple(sorted(kw.items())))
+            if key not in _cache:
+                _cache[key] = _real(*args, **kw)
+            return _cache[key]
+
+        setattr(sim, name, stub)
+
+
+def _timed(sim, seconds: list) -> None:
+    """Wraps ``sim``'s host callbacks so that each call adds its wall time to ``seconds``."""
+    for name in ("rollout", "step"):
+        real = getattr(sim, name)
+
+        def timed(*args, _real=real, **kw):
+            t0 = time.perf_counter()
+            try:
+                return _real(*args, **kw)
+            finally:
+                seconds.append(time.perf_counter() - t0)
+
+        setattr(sim, name, timed)
+
+
+def overhead(name: str, n_envs: int, repeats: int) -> dict:
+    """One plan's time split, from three copies of the same jitted plan timed in turn:
+    ``plan`` as it runs; ``no_physics`` (:func:`_no_physics`: XLA's work and JAX's callback
+    machinery, without the backend's host code, which the stub skips); ``timed`` with the
+    host callbacks timed and ``NativeSim.trace`` on, which gives per plan the host
+    callbacks' wall time and the C calls' own time within them (the backend's Python is
+    the difference, an upper bound: it includes the trace's copies of each call's inputs).
+    Medians; the parts are measured in different plans, so they need not add up exactly."""
+    cfg = _planner(name)
+    keys = jax.random.split(jax.random.key(0), n_envs)
+    host_s: list[float] = []
+    plans = {}
+    for kind in ("plan", "no_physics", "timed"):
+        task = envs.make(name, backend="native")  # its own jitted functions and host calls
+        if kind == "no_physics":
+            _no_physics(task.native)
+        elif kind == "timed":
+            _timed(task.native, host_s)
+        states = jax.jit(jax.vmap(task.reset))(keys)
+        ps = jax.tree.map(
+            lambda x: jnp.broadcast_to(x, (n_envs, *x.shape)), icem.init(cfg, task.action_bounds)
+        )
+        fn = jax.jit(jax.vmap(lambda k, p, s, task=task: icem.plan(cfg, k, p, s, task)[0]))
+        plans[kind] = (fn, (keys, ps, states), task)
+    per_plan: dict[str, list[float]] = {"host": [], "mujoco": []}
+
+    def timed_plan():
+        fn, args, task = plans["timed"]
+        host_s.clear()
+        task.native.trace = []
+        try:
+            jax.block_until_ready(fn(*args))
+            per_plan["mujoco"].append(sum(c.seconds for c in task.native.trace))
+        finally:
+            task.native.trace = None
+        per_plan["host"].append(sum(host_s))
+
+    fns = {k: (lambda f=f, a=a: jax.block_until_ready(f(*a))) for k, (f, a, _) in plans.items()}
+    fns["timed"] = timed_plan
+    times = _interleaved(fns, repeats)
+    c_s = statistics.median(per_plan["mujoco"][1:])  # after the warm-up call
+    host = statistics.median(per_plan["host"][1:])
+    return {
+        "envs": n_envs,
+        "plan_s": times["plan"],
+        "no_physics_plan_s": times["no_physics"],
+        "timed_plan_s": times["timed"],
+        "host_callbacks_s": host,
+        "mujoco_call_s": c_s,
+        "backend_python_s": host - c_s,
+        "not_mujoco_s": times["plan"] - c_s,
+        "mujoco_share_of_plan": c_s / times["plan"],
+    }
+
+
 _COMPILE = """
 import json, sys, time
 import jax
@@ -289,6 +382,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name:22s} E={r['envs']}: plan {r['plan_physics_steps_per_s']:9.0f} phys/s, "
                     f"raw rollout {r['raw_rollout_physics_steps_per_s']:9.0f}, raw batch "
                     f"{r['raw_batch_physics_steps_per_s']:9.0f}: plan/raw {r['plan_over_raw']:.2f}",
+                    flush=True,
+                )
+        if "overhead" in sections:
+            row["overhead"] = [overhead(name, int(e), args.repeats) for e in args.envs.split(",")]
+            for r in row["overhead"]:
+                print(
+                    f"{name:22s} E={r['envs']}: plan {r['plan_s'] * 1e3:.2f} ms, MuJoCo's C "
+                    f"calls {r['mujoco_call_s'] * 1e3:.2f} ms, backend Python "
+                    f"{r['backend_python_s'] * 1e3:.2f} ms, without host code "
+                    f"{r['no_physics_plan_s'] * 1e3:.2f} ms",
                     flush=True,
                 )
         if "compile" in sections:
