@@ -166,16 +166,24 @@ def _ran(call) -> int:
     return len(call.rows) if call.ids is None else len(call.ids)
 
 
-def efficiency(name: str, n_envs: int, repeats: int) -> dict:
-    task = envs.make(name, backend="native")
-    cfg = _planner(name)
+def _batched_plan(task, n_envs: int) -> tuple:
+    """The task's paper-budget plan for ``n_envs`` environments at once (jitted, vmapped),
+    and its arguments: seed-0 keys, fresh planner states, reset states."""
+    cfg = _planner(task.name)
     keys = jax.random.split(jax.random.key(0), n_envs)
     states = jax.jit(jax.vmap(task.reset))(keys)
     ps = jax.tree.map(
         lambda x: jnp.broadcast_to(x, (n_envs, *x.shape)), icem.init(cfg, task.action_bounds)
     )
-    t0 = time.perf_counter()
     plan = jax.jit(jax.vmap(lambda k, p, s: icem.plan(cfg, k, p, s, task)[0]))
+    return plan, (keys, ps, states)
+
+
+def efficiency(name: str, n_envs: int, repeats: int) -> dict:
+    task = envs.make(name, backend="native")
+    cfg = _planner(name)
+    plan, (keys, ps, states) = _batched_plan(task, n_envs)
+    t0 = time.perf_counter()
     plan = plan.lower(keys, ps, states).compile()
     compile_s = time.perf_counter() - t0
     jax.block_until_ready(plan(keys, ps, states))
@@ -228,34 +236,45 @@ def efficiency(name: str, n_envs: int, repeats: int) -> dict:
     }
 
 
+def _wrap_callbacks(sim, wrap) -> None:
+    """Replaces ``sim``'s host callbacks (``rollout``, ``step``) by ``wrap(real)``; a task's
+    jitted functions pick them up when they are first traced."""
+    for name in ("rollout", "step"):
+        setattr(sim, name, wrap(getattr(sim, name)))
+
+
 def _no_physics(sim) -> None:
     """Replaces ``sim``'s host callbacks by ones that return, for each input shape, the
     results of one real call: the plan keeps every host call, minus MuJoCo's work."""
-    for name in ("rollout", "step"):
-        real, cache = getattr(sim, name), {}
 
-        def stub(*args, _real=real, _cache=cache, **kw):
+    def wrap(real):
+        cache = {}
+
+        def stub(*args, **kw):
             key = (tuple(np.shape(a) for a in args), tuple(sorted(kw.items())))
-            if key not in _cache:
-                _cache[key] = _real(*args, **kw)
-            return _cache[key]
+            if key not in cache:
+                cache[key] = real(*args, **kw)
+            return cache[key]
 
-        setattr(sim, name, stub)
+        return stub
+
+    _wrap_callbacks(sim, wrap)
 
 
 def _timed(sim, seconds: list) -> None:
     """Wraps ``sim``'s host callbacks so that each call adds its wall time to ``seconds``."""
-    for name in ("rollout", "step"):
-        real = getattr(sim, name)
 
-        def timed(*args, _real=real, **kw):
+    def wrap(real):
+        def timed(*args, **kw):
             t0 = time.perf_counter()
             try:
-                return _real(*args, **kw)
+                return real(*args, **kw)
             finally:
                 seconds.append(time.perf_counter() - t0)
 
-        setattr(sim, name, timed)
+        return timed
+
+    _wrap_callbacks(sim, wrap)
 
 
 def overhead(name: str, n_envs: int, repeats: int) -> dict:
@@ -266,8 +285,6 @@ def overhead(name: str, n_envs: int, repeats: int) -> dict:
     callbacks' wall time and the C calls' own time within them (the backend's Python is
     the difference, an upper bound: it includes the trace's copies of each call's inputs).
     Medians; the parts are measured in different plans, so they need not add up exactly."""
-    cfg = _planner(name)
-    keys = jax.random.split(jax.random.key(0), n_envs)
     host_s: list[float] = []
     plans = {}
     for kind in ("plan", "no_physics", "timed"):
@@ -276,12 +293,7 @@ def overhead(name: str, n_envs: int, repeats: int) -> dict:
             _no_physics(task.native)
         elif kind == "timed":
             _timed(task.native, host_s)
-        states = jax.jit(jax.vmap(task.reset))(keys)
-        ps = jax.tree.map(
-            lambda x: jnp.broadcast_to(x, (n_envs, *x.shape)), icem.init(cfg, task.action_bounds)
-        )
-        fn = jax.jit(jax.vmap(lambda k, p, s, task=task: icem.plan(cfg, k, p, s, task)[0]))
-        plans[kind] = (fn, (keys, ps, states), task)
+        plans[kind] = (*_batched_plan(task, n_envs), task)
     per_plan: dict[str, list[float]] = {"host": [], "mujoco": []}
 
     def timed_plan():
