@@ -21,6 +21,7 @@ __all__ = [
     "add",
     "create",
     "nbytes",
+    "rows_since",
     "sample",
     "valid_mask",
 ]
@@ -126,16 +127,39 @@ def valid_mask(dataset: Dataset) -> jax.Array:
     return jnp.arange(dataset.capacity) < dataset.size
 
 
+def rows_since(dataset: Dataset, iteration: Any) -> jax.Array:
+    """int32 scalar: the filled rows written by outer iteration ``iteration`` or later.
+
+    Rows are written in order and iterations only grow, so these are the newest rows: the
+    ``newest`` argument of :func:`sample` that draws from the last few iterations' data.
+    """
+    recent = valid_mask(dataset) & (dataset.iteration >= jnp.asarray(iteration, jnp.int32))
+    return jnp.sum(recent.astype(jnp.int32))
+
+
 def sample(
-    dataset: Dataset, key: jax.Array, batch_size: int
+    dataset: Dataset, key: jax.Array, batch_size: int, newest: Any = None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Uniform draw, with replacement, of ``batch_size`` filled rows.
+
+    ``newest`` (an int, may be traced): draw from the ``newest`` most recently written rows
+    only (clipped to the filled rows; see :func:`rows_since`). ``None``, or a count that
+    covers every filled row, draws from all of them, exactly as without it; 0 draws
+    nothing (zero weights, as for an empty dataset).
 
     Returns ``(obs [B, O], actions [B, A], weights [B])``; weights are 1, or all 0 with
     zero rows when the dataset is empty (so a weighted loss over them is 0).
     """
-    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(dataset.size, 1))
     nonempty = dataset.size > 0
+    if newest is None:
+        idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(dataset.size, 1))
+    else:
+        n = jnp.clip(jnp.asarray(newest, jnp.int32), 0, dataset.size)
+        # the n newest rows end just before the cursor; all of them: rows 0 .. size-1 as above
+        first = jnp.where(n >= dataset.size, 0, (dataset.cursor - n) % dataset.capacity)
+        r = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n, 1))
+        idx = (first + r) % dataset.capacity
+        nonempty = n > 0
     obs = jnp.where(nonempty, dataset.obs[idx], 0)
     actions = jnp.where(nonempty, dataset.actions[idx], 0)
     weights = jnp.full((batch_size,), nonempty, jnp.float32)

@@ -221,11 +221,15 @@ def make_train_step(
             sims = sims + jnp.sum(ep.simulated_steps).astype(jnp.float32)
             lam_all.append(ep.weights)
         pol = policy.update_normalizer(pol, jnp.concatenate(new_obs))
+        # dataset_window: SGD draws from the rows of the last `dataset_window` iterations
+        newest = None
+        if config.dataset_window:
+            newest = aggregator.rows_since(data, it - (config.dataset_window - 1))
         pol, loss = policy.train_steps(
             polcfg,
             pol,
             k_sgd,
-            lambda k: aggregator.sample(data, k, polcfg.batch_size),
+            lambda k: aggregator.sample(data, k, polcfg.batch_size, newest),
             config.sgd_steps,
         )
         alone = run_policy_episodes(pol, jax.random.split(k_eval, E))

@@ -106,6 +106,11 @@ class TrainConfig:
         to the noisy policy candidates.
       sgd_steps: minibatch steps per iteration.
       dataset_capacity: rows in the aggregated dataset (allocated once; ring overwrite).
+      dataset_window: SGD draws only from the rows of the newest ``dataset_window`` outer
+        iterations (this one included); 0 (default): from every row the dataset holds. The
+        early iterations' labels (a weakly guided planner, states of an untrained policy)
+        disagree most; a window drops them from the fit without changing the state's
+        shapes, so it is one of the settings a resumed run may change.
       num_devices: devices the episodes are split over (:mod:`apexjax.sharding`; in a
         multi-process run, the devices of all processes); the episodes of each step
         (expert + DAgger, and evaluation) must divide evenly.
@@ -138,6 +143,7 @@ class TrainConfig:
     candidate_noise: float = 0.1
     sgd_steps: int = 300
     dataset_capacity: int = 100_000
+    dataset_window: int = 0
     num_devices: int = 1
     planner: icem.ICEMConfig = None  # type: ignore[assignment]  # None: the task's (see above)
     policy: policy.PolicyConfig = dataclasses.field(default_factory=policy.PolicyConfig)
@@ -157,6 +163,7 @@ class TrainConfig:
             "policy_candidates": 0,
             "sgd_steps": 1,
             "dataset_capacity": 1,
+            "dataset_window": 0,
             "num_devices": 1,
         }
         for name, lo in ints.items():

@@ -871,6 +871,7 @@ def train(
     *,
     resume: bool = False,
     iterations: int | None = None,
+    dataset_window: int | None = None,
     num_devices: int | None = None,
     checkpoint_every: int = 1,
     callback: Callable[[int, dict[str, float]], None] | None = None,
@@ -897,6 +898,9 @@ def train(
         is reported, kept and moved aside to ``N.corrupt-TIMESTAMP``); ``metrics.jsonl`` and
         ``metrics.csv`` are cut back to the restored iteration first.
       iterations: the target (see above); ``None``: as above.
+      dataset_window: ``TrainConfig.dataset_window`` for the rest of the run, the one other
+        setting a resumed run may change (it changes which rows SGD draws from, not the
+        state); saved in ``config.json``. ``None``: the saved one (resume) or ``config``'s.
       num_devices: the device count to run on instead of ``config.num_devices`` (new run)
         or the saved run's count (resume: the replicated state restores onto any count that
         divides ``num_envs``; the same count continues bit for bit, another one to float32
@@ -955,11 +959,21 @@ def train(
         n = saved.num_devices if num_devices is None else num_devices
         target = _target(config, iterations, saved)
         run_config = dataclasses.replace(with_devices(saved, n), iterations=target)
+        if dataset_window is not None:
+            run_config = dataclasses.replace(run_config, dataset_window=dataset_window)
+        if primary and run_config.dataset_window != saved.dataset_window:
+            log.info(
+                "%s: dataset_window %d -> %d for the rest of the run",
+                run_dir,
+                saved.dataset_window,
+                run_config.dataset_window,
+            )
         if config is not None and primary:
             ignored = [
                 f.name
                 for f in dataclasses.fields(TrainConfig)
                 if f.name not in ("iterations", "num_devices")
+                and not (f.name == "dataset_window" and dataset_window is not None)
                 and getattr(config, f.name) != getattr(saved, f.name)
             ]
             if ignored:
@@ -974,6 +988,8 @@ def train(
         if config is None:
             raise ConfigError("train: a new run needs a config")
         run_config = dataclasses.replace(config, iterations=_target(config, iterations, None))
+        if dataset_window is not None:
+            run_config = dataclasses.replace(run_config, dataset_window=dataset_window)
         if num_devices is not None:
             run_config = with_devices(run_config, num_devices)
     config = run_config

@@ -17,7 +17,16 @@ labels, not the network or the SGD budget, limit the policy.
 
 Variants (default: the table below): ``NAME:OVERRIDES:STEPS`` with OVERRIDES
 ``hidden=512x512`` / ``learning_rate=3e-4`` / ``batch_size=1024`` joined by ``,`` (empty for
-none).
+none), and some that are not policy settings:
+
+- ``ensemble=K``: K networks fitted from different initial weights and minibatches, acting
+  with their average (pre-``tanh`` outputs averaged, written as one wide network with
+  block-diagonal hidden weights, so the policy is an ordinary apexjax policy);
+- ``since=N``: only the rows of iterations N and later (``norm_since=M``: the observation
+  normaliser from the rows of iterations M and later instead);
+- ``seed=S``: another initial network and minibatch sequence;
+- ``lr_end=X``: the step size decayed geometrically from the policy's learning rate to X
+  over the fit (in ten equal chunks).
 """
 
 from __future__ import annotations
@@ -49,13 +58,56 @@ def parse_variant(text: str) -> tuple[str, dict[str, object], int]:
             key, value = item.split("=")
             if key == "hidden":
                 overrides[key] = tuple(int(x) for x in value.split("x"))
-            elif key == "batch_size":
+            elif key in ("batch_size", "ensemble", "since", "seed", "norm_since"):
                 overrides[key] = int(value)
             else:
                 overrides[key] = float(value)
         return name, overrides, int(steps)
     except ValueError as e:
         raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE,...:STEPS ({e})") from None
+
+
+LR_CHUNKS = 10
+
+
+def set_learning_rate(opt_state, lr: float):
+    """``opt_state`` of :func:`apexjax.policy.make_optimizer` with its step size set to ``lr``
+    (a geometric decay to ``lr_end`` in ``LR_CHUNKS`` steps, between chunks of SGD)."""
+    import jax.numpy as jnp
+
+    def one(s):
+        if hasattr(s, "hyperparams"):
+            hp = dict(s.hyperparams)
+            hp["learning_rate"] = jnp.asarray(lr, jnp.asarray(hp["learning_rate"]).dtype)
+            return s._replace(hyperparams=hp)
+        return s
+
+    if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams"):
+        return type(opt_state)(one(s) for s in opt_state)
+    return one(opt_state)
+
+
+def ensemble(pcfg, members):
+    """K fitted policies (same config and normaliser) as one policy that acts with their mean
+    pre-``tanh`` output: hidden layers side by side (the first layer's weights concatenated,
+    the others block-diagonal), the last layer's weights stacked and divided by K."""
+    import jax.numpy as jnp
+    from jax.scipy.linalg import block_diag
+
+    k, last = len(members), len(pcfg.hidden)
+    params = []
+    for i in range(last + 1):
+        ws = [m.params[i]["W"] for m in members]
+        bs = [m.params[i]["b"] for m in members]
+        if i == 0:
+            layer = {"W": jnp.concatenate(ws, axis=1), "b": jnp.concatenate(bs)}
+        elif i < last:
+            layer = {"W": block_diag(*ws), "b": jnp.concatenate(bs)}
+        else:
+            layer = {"W": jnp.concatenate(ws, axis=0) / k, "b": sum(bs) / k}
+        params.append(layer)
+    wide = dataclasses.replace(pcfg, hidden=tuple(h * k for h in pcfg.hidden))
+    return wide, members[0].replace(params=params)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,62 +137,106 @@ def main(argv: list[str] | None = None) -> int:
 
     keys = episode_keys(args.episodes)
 
-    def evaluate(pcfg: policy.PolicyConfig, pst: policy.PolicyState) -> tuple[float, float | None]:
-        """The policy alone on the same fresh episodes: the training step's own evaluation."""
+    def evaluate(pcfg: policy.PolicyConfig, pst: policy.PolicyState) -> dict[str, object]:
+        """The policy alone on the same fresh episodes, run exactly as
+        ``experiments/checkpoint_evals.py`` runs a checkpoint (the policy an argument of the
+        jitted episodes, not a constant: XLA may fuse a constant network differently, and a
+        last-bit change grows over 1,000 steps of a chaotic task)."""
         alone = episode_fns(dataclasses.replace(cfg, policy=pcfg), task).policy
-        ep = jax.jit(jax.vmap(lambda k: alone(pst, k)))(keys)
-        ret = float(jnp.mean(episode_returns(ep.costs)))
-        return ret, float(jnp.mean(ep.success)) if task.has_success else None
+        ep = jax.jit(jax.vmap(alone, in_axes=(None, 0)))(pst, keys)
+        ret = np.asarray(episode_returns(ep.costs), dtype=float)
+        return {
+            "return": float(np.mean(ret)),
+            "return_median": float(np.median(ret)),
+            "returns": [round(float(x), 2) for x in ret],
+            "success": float(jnp.mean(ep.success)) if task.has_success else None,
+        }
 
-    ret, succ = evaluate(cfg.policy, st.policy)
+    own = evaluate(cfg.policy, st.policy)
     results: dict[str, object] = {
         "run_dir": str(args.run_dir),
         "iteration": int(st.iteration),
         "rows": n,
         "expert_rows": int(np.sum(src == aggregator.SOURCE_EXPERT)),
         "episodes": args.episodes,
-        "checkpoint_policy": {"return": ret, "success": succ},
+        "checkpoint_policy": own,
         "variants": [],
     }
-    print(f"{args.run_dir}: {n} rows; checkpoint policy return {ret:.2f} success {succ}")
+    print(
+        f"{args.run_dir}: {n} rows; checkpoint policy return {own['return']:.2f} "
+        f"(median {own['return_median']:.2f}) success {own['success']}"
+    )
     low, high = task.action_low, task.action_high
+    it = np.asarray(st.dataset.iteration[:n])
     for name, over, steps in map(parse_variant, args.variant or DEFAULT_VARIANTS):
+        over = dict(over)
+        members = int(over.pop("ensemble", 1))
+        since = int(over.pop("since", 0))
+        seed = int(over.pop("seed", 0))
+        norm_since = int(over.pop("norm_since", since))
+        lr_end = over.pop("lr_end", None)
         pcfg = dataclasses.replace(cfg.policy, **over)
-        pst = policy.init(pcfg, jax.random.PRNGKey(0), obs.shape[1], low, high)
-        keep = (src == aggregator.SOURCE_EXPERT) if "expert" in name else np.ones(n, bool)
+        sources = (src == aggregator.SOURCE_EXPERT) if "expert" in name else np.ones(n, bool)
+        keep = sources & (it >= since)
+        if not keep.any():
+            raise SystemExit(f"--variant {name!r}: no rows of iteration {since} or later")
         o, a = obs[keep], act[keep]
-        pst = policy.update_normalizer(pst, o)
 
         def sample(k, o=o, a=a, bs=pcfg.batch_size):
             i = jax.random.randint(k, (bs,), 0, o.shape[0])
             return o[i], a[i], jnp.ones(bs)
 
         t0 = time.perf_counter()
+        chunks = 1 if lr_end is None else LR_CHUNKS
+        if steps % chunks:
+            raise SystemExit(f"{name}: lr_end needs STEPS divisible by {LR_CHUNKS}")
         fit = jax.jit(
-            lambda s, k, pcfg=pcfg, sample=sample, steps=steps: policy.train_steps(
+            lambda s, k, pcfg=pcfg, sample=sample, steps=steps // chunks: policy.train_steps(
                 pcfg, s, k, sample, steps
             )
         )
-        pst, loss = fit(pst, jax.random.PRNGKey(1))
-        loss = float(loss)
+        fitted, losses = [], []
+        for m in range(members):
+            base = 1000 * seed + 2 * m
+            pst = policy.init(pcfg, jax.random.PRNGKey(base), obs.shape[1], low, high)
+            pst = policy.update_normalizer(pst, obs[sources & (it >= norm_since)])
+            chunk_keys = jax.random.split(jax.random.PRNGKey(base + 1), chunks)
+            for c in range(chunks):
+                if lr_end is not None:
+                    lr = pcfg.learning_rate * (lr_end / pcfg.learning_rate) ** (c / (chunks - 1))
+                    pst = pst.replace(opt_state=set_learning_rate(pst.opt_state, lr))
+                pst, loss = fit(pst, chunk_keys[c] if chunks > 1 else jax.random.PRNGKey(base + 1))
+            fitted.append(pst)
+            losses.append(float(loss))
+        loss = float(np.mean(losses))
         fit_s = time.perf_counter() - t0
+        if members > 1:
+            pcfg, pst = ensemble(pcfg, fitted)
         full = float(policy.loss(pcfg, pst.params, pst.normalizer, obs, act, None, low, high))
-        ret, succ = evaluate(pcfg, pst)
+        res = evaluate(pcfg, pst)
         row = dict(
             name=name,
             policy=over,
+            ensemble=members,
+            since_iteration=since,
+            normalizer_since_iteration=norm_since,
             sgd_steps=steps,
             rows=int(keep.sum()),
             train_loss=loss,
             all_rows_loss=full,
             fit_s=fit_s,
-            policy_return=ret,
-            policy_success=succ,
+            seed=seed,
+            lr_end=lr_end,
+            policy_return=res["return"],
+            policy_return_median=res["return_median"],
+            policy_returns=res["returns"],
+            policy_success=res["success"],
         )
         results["variants"].append(row)  # type: ignore[union-attr]
         print(
             f"{name}: train loss {loss:.4f}, all rows {full:.4f}, fit {fit_s:.0f} s, "
-            f"policy return {ret:.2f}, success {succ}",
+            f"policy return {res['return']:.2f} (median {res['return_median']:.2f}), "
+            f"success {res['success']}",
             flush=True,
         )
     if args.out is not None:

@@ -74,6 +74,32 @@ def test_jit_add_and_sample_uniform_over_filled_part():
     assert counts.shape == (3,) and counts.min() > 150
 
 
+def test_newest_rows_only_and_all_rows_exactly_as_without():
+    sample = jax.jit(agg.sample, static_argnums=2)
+    ds = agg.create(6, 2, 1)
+    for it, start in enumerate((0, 2, 4, 6)):  # 2 rows per iteration; the ring wraps once
+        o, a = _rows(start, 2)
+        ds = _add(ds, o, a, 0, it)
+    # rows 2..7 are held, in slots [6, 7, 2, 3, 4, 5]; iterations 1, 2, 3
+    assert [int(agg.rows_since(ds, i)) for i in (0, 1, 2, 3, 4)] == [6, 6, 4, 2, 0]
+    key = jax.random.key(3)
+    ref = sample(ds, key, 64)
+    for newest in (None, 6, 100):  # every held row: the draw without ``newest``, bit for bit
+        got = sample(ds, key, 64, newest)
+        for x, y in zip(got, ref, strict=True):
+            np.testing.assert_array_equal(x, y)
+    for since, ids in ((2, {4, 5, 6, 7}), (3, {6, 7})):  # across the ring's end
+        obs, act, w = sample(ds, key, 400, agg.rows_since(ds, since))
+        assert set(np.asarray(obs[:, 0]).astype(int)) == ids
+        np.testing.assert_array_equal(act[:, 0], -obs[:, 0])
+        np.testing.assert_array_equal(w, 1.0)
+    _, _, w = sample(ds, key, 8, agg.rows_since(ds, 4))  # no row that new: nothing drawn
+    np.testing.assert_array_equal(w, 0.0)
+    small = _add(agg.create(10, 2, 1), *_rows(0, 3), 0, 0)  # not full: the newest 2 of 3
+    obs, _, _ = sample(_add(small, *_rows(3, 2), 0, 1), key, 200, 2)
+    assert set(np.asarray(obs[:, 0]).astype(int)) == {3, 4}
+
+
 def test_empty_dataset_samples_zero_weight():
     ds = agg.create(8, 3, 2)
     obs, act, w = agg.sample(ds, jax.random.key(0), 5)

@@ -112,6 +112,24 @@ def test_same_seed_gives_identical_metrics(run):
         assert float(again[k]) == float(m1[k]), k
 
 
+def test_dataset_window_draws_as_before_until_it_drops_rows(run):
+    task, _, s0, s1, s2, _, _ = run
+    same = jax.tree.leaves((s1.policy, s2.policy))
+    wide = make_train_step(dataclasses.replace(CFG, dataset_window=2), task)
+    w1 = wide(s0)[0]
+    for a, b in zip(jax.tree.leaves((w1.policy, wide(w1)[0].policy)), same, strict=True):
+        np.testing.assert_array_equal(a, b)  # 2 iterations: every row in the window
+    narrow = make_train_step(dataclasses.replace(CFG, dataset_window=1), task)
+    n1 = narrow(s0)[0]
+    for a, b in zip(jax.tree.leaves(n1.policy), jax.tree.leaves(s1.policy), strict=True):
+        np.testing.assert_array_equal(a, b)  # iteration 1: its own rows are all there is
+    n2 = narrow(n1)[0]  # iteration 2 fits its own rows only: another policy, the same data
+    np.testing.assert_array_equal(n2.dataset.obs, s2.dataset.obs)
+    assert not np.array_equal(n2.policy.params[0]["W"], s2.policy.params[0]["W"])
+    with pytest.raises(ConfigError, match="dataset_window"):
+        TrainConfig(dataset_window=-1)
+
+
 def test_config_errors():
     with pytest.raises(ConfigError, match="num_envs"):
         TrainConfig(num_envs=0)

@@ -43,6 +43,39 @@ def test_refit_reads_the_runs_dataset_and_writes_json(tiny_run, tmp_path):
     assert r["command"].startswith("python experiments/refit.py ")
 
 
+def test_refit_ensembles_windows_seeds_and_decay(tiny_run, tmp_path):
+    out = tmp_path / "refit.json"
+    variants = ["two:ensemble=2:5", "late:since=0,norm_since=0,seed=1,lr_end=1e-4:10"]
+    args = [str(tiny_run), "--episodes", "2", "--out", str(out)]
+    assert refit.main(args + [a for v in variants for a in ("--variant", v)]) == 0
+    two, late = json.loads(out.read_text())["variants"]
+    assert (two["ensemble"], two["seed"], two["lr_end"]) == (2, 0, None)
+    assert (late["ensemble"], late["seed"], late["lr_end"]) == (1, 1, 1e-4)
+    assert late["since_iteration"] == late["normalizer_since_iteration"] == 0
+    for v in (two, late):
+        assert v["policy"] == {} and len(v["policy_returns"]) == 2
+        assert np.isfinite([v["train_loss"], v["all_rows_loss"], v["policy_return"]]).all()
+    with pytest.raises(SystemExit, match="no rows of iteration 5"):
+        refit.main([str(tiny_run), "--episodes", "1", "--variant", "none:since=5:5"])
+    with pytest.raises(SystemExit, match="divisible"):
+        refit.main([str(tiny_run), "--episodes", "1", "--variant", "odd:lr_end=1e-4:15"])
+
+
+def test_an_ensemble_is_one_wide_policy_acting_with_the_mean_output():
+    import jax
+    import jax.numpy as jnp
+
+    from apexjax import policy
+
+    cfg = policy.PolicyConfig(hidden=(8, 8), output_scale=1.0)
+    members = [policy.init(cfg, jax.random.key(i), 5, -jnp.ones(3), jnp.ones(3)) for i in range(3)]
+    wide, state = refit.ensemble(cfg, members)
+    assert wide.hidden == (24, 24)
+    x = jax.random.normal(jax.random.key(9), (4, 5))
+    pre = sum(jnp.arctanh(policy.act(cfg, m, x)) for m in members) / 3
+    np.testing.assert_allclose(policy.act(wide, state, x), jnp.tanh(pre), atol=1e-5)
+
+
 def test_refit_rejects_a_malformed_variant():
     with pytest.raises(SystemExit, match="--variant"):
         refit.parse_variant("no steps")

@@ -101,6 +101,19 @@ def test_resume_keeps_the_saved_target_and_rewinds_metrics(base, run, capsys):
     assert "only --set iterations=N" in capsys.readouterr().err
 
 
+def test_resume_may_change_the_dataset_window(base, run, capsys):
+    args = ["train", "--run-dir", str(run), "--resume", "--no-render", "--set", "iterations=4"]
+    assert main([*args, "--set", "dataset_window=1"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["dataset_window"] == 1 and saved["iterations"] == 4
+    assert _rows(run)[:3] == _rows(base) and [r["iteration"] for r in _rows(run)] == [1, 2, 3, 4]
+    train(None, run, resume=True)  # nothing left to do; the new window is the saved one now
+    assert json.loads((run / "config.json").read_text())["dataset_window"] == 1
+    with pytest.raises(ConfigError, match="dataset_window"):
+        train(None, run, resume=True, dataset_window=-1)
+    assert json.loads((run / "config.json").read_text())["dataset_window"] == 1
+
+
 # 3: one process at a time
 
 

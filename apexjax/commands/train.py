@@ -17,8 +17,8 @@ Devices and processes:
   (shared filesystem) for the collective checkpoints.
 
 Resuming (``--resume``) continues the run's saved config up to its saved target; only
-``--set iterations=N`` changes the target (other ``--set`` items and ``--preset`` are
-refused). To change anything else, start a new run from the old one's checkpoint:
+``--set iterations=N`` (the target) and ``--set dataset_window=N`` (SGD's rows from then
+on) change it (other ``--set`` items and ``--preset`` are refused). To change anything else, start a new run from the old one's checkpoint:
 ``--init-from OLD_RUN_DIR [--init-checkpoint N] [--init-policy-only]`` takes its policy
 and dataset (:func:`apexjax.train.init_state_from`) and trains them with the new config.
 Progress goes to stderr: a tqdm bar on a terminal, one line per stage and iteration
@@ -352,6 +352,10 @@ class Progress:
             bar.close()
 
 
+#: the ``--set`` keys a resumed run accepts: the target, and which rows SGD draws from
+RESUMABLE = ("iterations", "dataset_window")
+
+
 def _key(item: str) -> str:
     return item.split("=", 1)[0].strip()
 
@@ -401,17 +405,19 @@ def run(args: argparse.Namespace) -> int:
             "with --set iterations=N)"
         )
     if args.resume:
-        others = [item for item in args.set if _key(item) != "iterations"]
+        others = [item for item in args.set if _key(item) not in RESUMABLE]
         if others:
             raise ConfigError(
                 f"--set {others[0]}: a resumed run keeps its saved config; with --resume "
-                "only --set iterations=N applies"
+                "only --set iterations=N and --set dataset_window=N apply"
             )
     config = build_config(args.task, list(args.set), preset=args.preset)
     # resuming: an explicit --set iterations=N is the new target; without it, the saved one
-    iterations = None
+    iterations = window = None
     if any(_key(item) == "iterations" for item in args.set):
         iterations = config.iterations
+    if any(_key(item) == "dataset_window" for item in args.set):
+        window = config.dataset_window
     meta = None
     if args.preset is not None:
         meta = preset_metadata(args.task, args.preset, list(args.set), config)
@@ -532,6 +538,7 @@ def run(args: argparse.Namespace) -> int:
                 run_dir,
                 resume=args.resume,
                 iterations=iterations if args.resume else None,
+                dataset_window=window if args.resume else None,
                 num_devices=num_devices,
                 callback=callback,
                 on_stage=on_stage,
