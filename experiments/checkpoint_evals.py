@@ -1,7 +1,7 @@
 """Every checkpoint of one or more runs, the policy alone on the same fresh episodes.
 
     python experiments/checkpoint_evals.py NAME=RUN_DIR [NAME=RUN_DIR ...] [--episodes 20] \
-        [--out FILE.json]
+        [--first N] [--out FILE.json]
 
 The training step measures the policy alone on its own ``num_envs`` episodes per
 iteration, different ones every iteration: with 2 of them a learning curve says little.
@@ -9,7 +9,8 @@ This loads each saved checkpoint of each run and lets its policy act alone, with
 training step's own policy episode (vmapped, no planner), on the same ``--episodes``
 start states for every checkpoint and every run (keys from ``PRNGKey(1000)``, as
 ``experiments/refit.py`` uses), so runs that differ in one setting compare checkpoint by
-checkpoint on identical episodes. The runs must be of one task.
+checkpoint on identical episodes. The runs must be of one task. ``--first N`` skips the
+checkpoints before N (a run continued or forked from another measured one).
 
 Writes, per run and checkpoint, the mean return, its standard deviation and median over
 episodes, every episode's return (on a chaotic task a few failed episodes, such as a
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
     p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--first", type=int, default=1, help="the first checkpoint to measure")
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
     runs = [parse_run(r) for r in args.runs]
@@ -67,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"episodes": args.episodes, "runs": {}}
     task_name = None
     for name, run_dir in runs:
-        steps = checkpoint_steps(run_dir)
+        steps = [s for s in checkpoint_steps(run_dir) if s >= args.first]
         if not steps:
-            raise SystemExit(f"{run_dir}: no checkpoints")
+            raise SystemExit(
+                f"{run_dir}: no checkpoints" + (f" from {args.first} on" if args.first > 1 else "")
+            )
         cfg, _ = load_checkpoint(run_dir, checkpoint=steps[-1])
         if task_name not in (None, cfg.task):
             raise SystemExit(f"{run_dir}: task {cfg.task!r}, but the first run's is {task_name!r}")

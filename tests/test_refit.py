@@ -114,6 +114,17 @@ def test_checkpoint_evals_compare_runs_on_the_same_episodes(tmp_path):
         checkpoint_evals.parse_run(str(run))
     with pytest.raises(SystemExit, match="no checkpoints"):
         checkpoint_evals.main(["c=" + str(tmp_path / "empty")])
+    later = tmp_path / "later.json"
+    assert (
+        checkpoint_evals.main(
+            ["a=" + str(run), "--episodes", "3", "--first", "2", "--out", str(later)]
+        )
+        == 0
+    )
+    (only,) = json.loads(later.read_text())["runs"]["a"]["checkpoints"]
+    assert only == last  # checkpoint 2 alone, measured on the same episodes
+    with pytest.raises(SystemExit, match="no checkpoints from 3 on"):
+        checkpoint_evals.main(["a=" + str(run), "--first", "3"])
 
 
 def test_label_noise_measures_each_way_of_starting_the_planner(tiny_run, tmp_path, monkeypatch):
