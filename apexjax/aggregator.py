@@ -128,13 +128,21 @@ def valid_mask(dataset: Dataset) -> jax.Array:
 
 
 def rows_since(dataset: Dataset, iteration: Any) -> jax.Array:
-    """int32 scalar: the filled rows written by outer iteration ``iteration`` or later.
+    """int32 scalar: how many of the newest rows were written by outer iteration
+    ``iteration`` or later, the ``newest`` argument of :func:`sample` that draws from the
+    last few iterations' data.
 
-    Rows are written in order and iterations only grow, so these are the newest rows: the
-    ``newest`` argument of :func:`sample` that draws from the last few iterations' data.
+    Counted from the newest row back, up to the first row of an earlier iteration, or of a
+    later-numbered one: rows carried from another run (:func:`apexjax.train.init_state_from`)
+    keep that run's iteration numbers, and are older than every row of this run whatever
+    their number.
     """
-    recent = valid_mask(dataset) & (dataset.iteration >= jnp.asarray(iteration, jnp.int32))
-    return jnp.sum(recent.astype(jnp.int32))
+    C = dataset.capacity
+    back = jnp.arange(C)
+    its = dataset.iteration[(dataset.cursor - 1 - back) % C]  # newest first
+    newer = jnp.concatenate([jnp.full((1,), jnp.iinfo(jnp.int32).max, jnp.int32), its[:-1]])
+    ok = (back < dataset.size) & (its >= jnp.asarray(iteration, jnp.int32)) & (its <= newer)
+    return jnp.sum(jnp.cumprod(ok.astype(jnp.int32)))
 
 
 def sample(

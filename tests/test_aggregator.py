@@ -98,6 +98,10 @@ def test_newest_rows_only_and_all_rows_exactly_as_without():
     small = _add(agg.create(10, 2, 1), *_rows(0, 3), 0, 0)  # not full: the newest 2 of 3
     obs, _, _ = sample(_add(small, *_rows(3, 2), 0, 1), key, 200, 2)
     assert set(np.asarray(obs[:, 0]).astype(int)) == {3, 4}
+    # rows carried from another run (its iterations 7, 8) before this run's 0 and 1
+    carried = _add(_add(agg.create(10, 2, 1), *_rows(0, 2), 0, 7), *_rows(2, 2), 0, 8)
+    ours = _add(_add(carried, *_rows(4, 3), 0, 0), *_rows(7, 1), 0, 1)
+    assert [int(agg.rows_since(ours, i)) for i in (0, 1, 2)] == [4, 1, 0]
 
 
 def test_empty_dataset_samples_zero_weight():

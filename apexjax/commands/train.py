@@ -18,7 +18,8 @@ Devices and processes:
 
 Resuming (``--resume``) continues the run's saved config up to its saved target; only
 ``--set iterations=N`` (the target) and ``--set dataset_window=N`` (SGD's rows from then
-on) change it (other ``--set`` items and ``--preset`` are refused). To change anything else, start a new run from the old one's checkpoint:
+on) change it (other ``--set`` items and ``--preset`` are refused). To change anything
+else, start a new run from the old one's checkpoint:
 ``--init-from OLD_RUN_DIR [--init-checkpoint N] [--init-policy-only]`` takes its policy
 and dataset (:func:`apexjax.train.init_state_from`) and trains them with the new config.
 Progress goes to stderr: a tqdm bar on a terminal, one line per stage and iteration
