@@ -22,8 +22,9 @@ none), and some that are not policy settings:
 - ``ensemble=K``: K networks fitted from different initial weights and minibatches, acting
   with their average (pre-``tanh`` outputs averaged, written as one wide network with
   block-diagonal hidden weights, so the policy is an ordinary apexjax policy);
-- ``since=N``: only the rows of iterations N and later (``norm_since=M``: the observation
-  normaliser from the rows of iterations M and later instead);
+- ``since=N``: only the rows of iterations N and later, counted from 0 as the dataset
+  stores them (``norm_since=M``: the observation normaliser from the rows of iterations M
+  and later instead);
 - ``seed=S``: another initial network and minibatch sequence;
 - ``lr_end=X``: the step size decayed geometrically from the policy's learning rate to X
   over the fit (in ten equal chunks).
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         chunks = 1 if lr_end is None else LR_CHUNKS
         if steps % chunks:
-            raise SystemExit(f"{name}: lr_end needs STEPS divisible by {LR_CHUNKS}")
+            raise SystemExit(f"--variant {name!r}: lr_end needs STEPS divisible by {LR_CHUNKS}")
         fit = jax.jit(
             lambda s, k, pcfg=pcfg, sample=sample, steps=steps // chunks: policy.train_steps(
                 pcfg, s, k, sample, steps
