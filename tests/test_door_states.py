@@ -1,0 +1,65 @@
+"""experiments/door_states.py: a door policy's reach and its dataset's phases."""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+from _tiny import tiny_config
+
+from apexjax.guidance import GuidanceConfig
+from apexjax.train import load_checkpoint, train
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # experiments/ are scripts beside the package
+
+from experiments import door_states  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def door_run(tmp_path_factory):
+    """One tiny iteration of the door on native physics, guided at a fixed weight."""
+    run = tmp_path_factory.mktemp("door") / "run"
+    config = tiny_config(
+        "door",
+        episode_length=8,
+        backend="native",
+        guidance=GuidanceConfig("fixed", 1.0),
+    )
+    train(config, run)
+    return run
+
+
+def test_door_states_reads_episodes_and_dataset_phases(door_run, tmp_path):
+    out = tmp_path / "door.json"
+    args = [
+        str(door_run),
+        "--checkpoints",
+        "1",
+        "--episodes",
+        "2",
+        "--open",
+        "-1",
+        "--out",
+        str(out),
+    ]
+    assert door_states.main(args) == 0
+    r = json.loads(out.read_text())
+    (c,) = r["checkpoints"]
+    assert c["iteration"] == 1 and len(c["episodes"]["return"]) == 2
+    assert set(c["distance_mean_at"]) == {"0", "8"}  # steps past the episode are left out
+    for key in ("distance_min", "latch_max", "hinge_max"):
+        assert len(c["episodes"][key]) == 2 and np.isfinite(c["episodes"][key]).all()
+    _, state = load_checkpoint(door_run)
+    g = c["dataset"]
+    # every hinge angle lies above -1 rad: with --open -1 every row counts as open
+    assert g["expert_shut"]["rows"] == g["dagger_shut"]["rows"] == 0
+    assert g["expert_open"]["rows"] + g["dagger_open"]["rows"] == int(state.dataset.size)
+    assert g["expert_shut"]["policy_loss"] is None and g["expert_open"]["policy_loss"] >= 0
+    assert r["command"].startswith("python experiments/door_states.py ")
+
+
+def test_door_states_refuses_other_tasks(tiny_cartpole_run):
+    with pytest.raises(SystemExit, match="door runs"):
+        door_states.main([str(tiny_cartpole_run), "--episodes", "1"])
