@@ -1,13 +1,14 @@
 """Where a door policy's hand goes, and what its dataset shows of the part that matters.
 
     python experiments/door_states.py RUN_DIR [--checkpoints 1,2,3] [--episodes 20] \
-        [--open 0.2] [--out FILE.json]
+        [--episode-length N] [--open 0.2] [--out FILE.json]
 
 For each checkpoint of a ``door`` run:
 
 1. its policy acts alone (the training step's own policy episode, no planner) for
    ``--episodes`` full episodes from the same start states as
-   ``experiments/checkpoint_evals.py``; per episode: the palm-to-handle distance (m) at
+   ``experiments/checkpoint_evals.py`` (the run's episode length, or ``--episode-length``:
+   0 for the task's own 200 steps, for a run trained on shorter episodes); per episode: the palm-to-handle distance (m) at
    steps 0, 25, 50, 100 and the last, its minimum, the largest latch and hinge angles
    (rad) and success;
 2. the checkpoint's aggregated dataset, split by who acted (the expert, or the policy under
@@ -39,11 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", type=pathlib.Path)
     p.add_argument("--checkpoints", default="last", help="comma-separated numbers, or 'last'")
     p.add_argument("--episodes", type=int, default=20)
+    p.add_argument(
+        "--episode-length",
+        type=int,
+        default=None,
+        help="control steps per policy episode: the run's by default, 0 for the task's own",
+    )
     p.add_argument("--open", type=float, default=0.2, help="hinge angle (rad) counted as open")
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
     if args.episodes < 1:
         raise SystemExit(f"--episodes: expected at least 1, got {args.episodes}")
+    if args.episode_length is not None and args.episode_length < 0:
+        raise SystemExit(f"--episode-length: expected 0 or more, got {args.episode_length}")
+
+    import dataclasses
 
     import jax
     import jax.numpy as jnp
@@ -66,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         config, state = load_checkpoint(args.run_dir, checkpoint=checkpoint_arg(ck))
         if config.task != "door":
             raise SystemExit(f"{args.run_dir}: a {config.task!r} run; this script reads door runs")
+        if args.episode_length is not None:
+            config = dataclasses.replace(config, episode_length=args.episode_length)
         task = build_task(config)
         T = task.episode_length
         low, high = task.action_low, task.action_high
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         record = {
             "checkpoint": ck,
             "iteration": int(state.iteration),
+            "episode_length": T,
             "policy_success": float(np.mean(episodes["success"])),
             "policy_return": float(np.mean(episodes["return"])),
             "distance_mean_at": {

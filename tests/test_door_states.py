@@ -39,6 +39,8 @@ def test_door_states_reads_episodes_and_dataset_phases(door_run, tmp_path):
         "1",
         "--episodes",
         "2",
+        "--episode-length",
+        "10",
         "--open",
         "-1",
         "--out",
@@ -48,7 +50,8 @@ def test_door_states_reads_episodes_and_dataset_phases(door_run, tmp_path):
     r = json.loads(out.read_text())
     (c,) = r["checkpoints"]
     assert c["iteration"] == 1 and len(c["episodes"]["return"]) == 2
-    assert set(c["distance_mean_at"]) == {"0", "8"}  # steps past the episode are left out
+    assert c["episode_length"] == 10  # not the run's 8
+    assert set(c["distance_mean_at"]) == {"0", "10"}  # steps past the episode are left out
     for key in ("distance_min", "latch_max", "hinge_max"):
         assert len(c["episodes"][key]) == 2 and np.isfinite(c["episodes"][key]).all()
     _, state = load_checkpoint(door_run)
