@@ -35,6 +35,42 @@ LATCH, HINGE, PALM_TO_HANDLE = 27, 28, slice(35, 38)
 STEPS = (0, 25, 50, 100)
 
 
+def episode(task, config, pol, key):
+    """The training step's policy-alone episode: observations of every state, the final
+    one included, costs, success, and the final hinge angle and palm-to-handle vector as
+    the task computes them."""
+    import jax.numpy as jnp
+
+    from apexjax import policy
+    from apexjax.planning.rollout import rollout_closed_loop
+
+    def act(st):
+        return policy.act(config.policy, pol, task.observation(st))
+
+    _, obs, costs, final = rollout_closed_loop(task, task.reset(key), act, task.episode_length)
+    obs = jnp.concatenate([obs, task.observation(final)[None]])
+    return obs, costs, task.success(final), task.hinge(final), task.palm_to_handle(final)
+
+
+def group_loss(config, state, rows):
+    """The training step's imitation loss (:func:`apexjax.policy.loss`) over the dataset
+    rows selected by the boolean mask ``rows`` (over the valid rows)."""
+    from apexjax import policy
+
+    data, pol = state.dataset, state.policy
+    n = int(data.size)
+    return policy.loss(
+        config.policy,
+        pol.params,
+        pol.normalizer,
+        data.obs[:n],
+        data.actions[:n],
+        rows.astype("float32"),
+        pol.action_low,
+        pol.action_high,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run_dir", type=pathlib.Path)
@@ -55,15 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--episode-length: expected 0 or more, got {args.episode_length}")
 
     import dataclasses
+    from functools import partial
 
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
-    from apexjax import aggregator, policy
+    from apexjax import aggregator
     from apexjax.commands.eval import checkpoint_arg
     from apexjax.episodes import episode_returns
-    from apexjax.planning.rollout import rollout_closed_loop
     from apexjax.run import build_task
     from apexjax.train import load_checkpoint
     from benchmarks._common import save_results
@@ -72,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = (
         ["last"] if args.checkpoints == "last" else [c for c in args.checkpoints.split(",") if c]
     )
+    task = run = None  # built once: every checkpoint of a run has the same task and policy
     results = []
     for ck in wanted:
         config, state = load_checkpoint(args.run_dir, checkpoint=checkpoint_arg(ck))
@@ -79,21 +115,18 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{args.run_dir}: a {config.task!r} run; this script reads door runs")
         if args.episode_length is not None:
             config = dataclasses.replace(config, episode_length=args.episode_length)
-        task = build_task(config)
+        if run is None:
+            task = build_task(config)
+            run = jax.jit(jax.vmap(partial(episode, task, config), in_axes=(None, 0)))
         T = task.episode_length
-        low, high = task.action_low, task.action_high
-
-        def episode(pol, key, task=task, config=config, T=T):
-            def act(st):
-                return policy.act(config.policy, pol, task.observation(st))
-
-            _, obs, costs, final = rollout_closed_loop(task, task.reset(key), act, T)
-            obs = jnp.concatenate([obs, task.observation(final)[None]])
-            return obs, costs, task.success(final)
-
-        run = jax.jit(jax.vmap(episode, in_axes=(None, 0)))
-        obs, costs, success = run(state.policy, episode_keys(args.episodes))
+        obs, costs, success, hinge, reach = run(state.policy, episode_keys(args.episodes))
         obs = np.asarray(obs, dtype=float)
+        # the indices above read the task's own observation: checked at every final state
+        if not (
+            np.allclose(obs[:, -1, HINGE], hinge, atol=1e-6)
+            and np.allclose(obs[:, -1, PALM_TO_HANDLE], reach, atol=1e-6)
+        ):
+            raise SystemExit("the door's observation layout changed: update this script's indices")
         dist = np.linalg.norm(obs[:, :, PALM_TO_HANDLE], axis=-1)
         steps = [s for s in STEPS if s < T] + [T]
         episodes = {
@@ -108,11 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         data = state.dataset
         n = int(data.size)
         rows = np.asarray(data.obs[:n], dtype=float)
-        labels = policy.normalize_action(data.actions[:n], low, high)
-        predicted = policy.normalize_action(
-            policy.act(config.policy, state.policy, data.obs[:n]), low, high
-        )
-        err = np.asarray(jnp.mean((predicted - labels) ** 2, axis=-1), dtype=float)
         source = np.asarray(data.source[:n])
         is_open = rows[:, HINGE] > args.open
         groups = {}
@@ -130,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                         if sel.any()
                         else None
                     ),
-                    "policy_loss": round(float(err[sel].mean()), 5) if sel.any() else None,
+                    "policy_loss": (
+                        round(float(group_loss(config, state, sel)), 5) if sel.any() else None
+                    ),
                 }
         record = {
             "checkpoint": ck,
