@@ -1,7 +1,7 @@
 """Where a door policy's hand goes, and what its dataset shows of the part that matters.
 
     python experiments/door_states.py RUN_DIR [--checkpoints 1,2,3] [--episodes 20] \
-        [--episode-length N] [--open 0.2] [--out FILE.json]
+        [--episode-length N] [--open 0.2] [--latch 0.3] [--out FILE.json]
 
 For each checkpoint of a ``door`` run:
 
@@ -10,7 +10,8 @@ For each checkpoint of a ``door`` run:
    ``experiments/checkpoint_evals.py`` (the run's episode length, or ``--episode-length``:
    0 for the task's own 200 steps, for a run trained on shorter episodes); per episode: the palm-to-handle distance (m) at
    steps 0, 25, 50, 100 and the last, its minimum, the largest latch and hinge angles
-   (rad) and success;
+   (rad) and success; and over the episodes, the median closest approach and how many
+   turned the latch past ``--latch`` rad and swung the door past ``--open`` rad;
 2. the checkpoint's aggregated dataset, split by who acted (the expert, or the policy under
    DAgger) and by whether the door was already open in the row's state (hinge above
    ``--open`` rad): the number of rows, palm-to-handle distance quantiles (10/50/90 %), and
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         help="control steps per policy episode: the run's by default, 0 for the task's own",
     )
     p.add_argument("--open", type=float, default=0.2, help="hinge angle (rad) counted as open")
+    p.add_argument("--latch", type=float, default=0.3, help="latch angle (rad) counted as turned")
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
     if args.episodes < 1:
@@ -172,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                 s: round(float(np.mean(v)), 4) for s, v in episodes["distance_at"].items()
             },
             "distance_min_mean": round(float(np.mean(episodes["distance_min"])), 4),
+            "distance_min_median": round(float(np.median(episodes["distance_min"])), 4),
+            # episodes whose latch turned past --latch, and whose door swung past --open
+            "latch_turned": int(np.sum(np.array(episodes["latch_max"]) > args.latch)),
+            "door_opened": int(np.sum(np.array(episodes["hinge_max"]) > args.open)),
             "episodes": episodes,
             "dataset": groups,
         }
@@ -179,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"checkpoint {record['iteration']}: success {record['policy_success']:.2f}, "
             f"palm-handle distance by step {record['distance_mean_at']}, "
-            f"closest {record['distance_min_mean']}"
+            f"closest {record['distance_min_mean']} (median {record['distance_min_median']}), "
+            f"latch past {args.latch} rad in {record['latch_turned']}, "
+            f"hinge past {args.open} rad in {record['door_opened']} of {args.episodes} episodes"
         )
         for name, g in groups.items():
             print(f"  {name}: {g}")
@@ -189,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "run_dir": str(args.run_dir),
             "episodes": args.episodes,
             "open": args.open,
+            "latch": args.latch,
             "checkpoints": results,
         }
         save_results(args.out, result, "experiments/door_states.py", argv or sys.argv[1:])
