@@ -43,6 +43,8 @@ def test_door_states_reads_episodes_and_dataset_phases(door_run, tmp_path):
         "10",
         "--open",
         "-1",
+        "--latch",
+        "-10",
         "--out",
         str(out),
     ]
@@ -54,9 +56,8 @@ def test_door_states_reads_episodes_and_dataset_phases(door_run, tmp_path):
     assert set(c["distance_mean_at"]) == {"0", "10"}  # steps past the episode are left out
     for key in ("distance_min", "latch_max", "hinge_max"):
         assert len(c["episodes"][key]) == 2 and np.isfinite(c["episodes"][key]).all()
-    # the counts are the episodes past each threshold (--open -1: every door counts as open)
-    assert c["door_opened"] == 2
-    assert c["latch_turned"] == sum(x > r["latch"] for x in c["episodes"]["latch_max"])
+    # the counts are the episodes past each threshold: below any angle, every episode counts
+    assert r["latch"] == -10 and c["latch_turned"] == 2 and c["door_opened"] == 2
     assert c["distance_min_median"] == pytest.approx(np.median(c["episodes"]["distance_min"]))
     _, state = load_checkpoint(door_run)
     g = c["dataset"]
