@@ -1,7 +1,7 @@
 """Is the fit the bottleneck? Refit fresh policies on a run's aggregated dataset, offline.
 
     python experiments/refit.py RUN_DIR [--episodes 8] [--variant NAME:KEY=VALUE,...:STEPS] ...
-        [--out FILE.json]
+        [--pool OTHER_RUN_DIR[:FIRST_ITERATION]] ... [--out FILE.json]
 
 Loads the last checkpoint of an ``apexjax train`` run directory, takes every row of its
 dataset (expert and DAgger labels), and for each variant trains a new policy from scratch
@@ -9,6 +9,12 @@ dataset (expert and DAgger labels), and for each variant trains a new policy fro
 minibatches drawn uniformly from the rows; ``expert`` in a variant's name keeps the expert
 rows only). Each refit policy then acts alone for ``--episodes`` fresh episodes (the same
 start states for every variant, and for the run's own checkpoint policy, evaluated first).
+
+``--pool`` adds the rows of other runs of the same task (their last checkpoints; with
+``:FIRST_ITERATION`` only the rows of that iteration and later, counted from 0 as the dataset
+stores them, e.g. to leave out a first iteration two forked runs share): does more data of
+the same kind make a policy that the one run's data does not? The evaluation episodes are
+RUN_DIR's, and ``since=N`` counts each run's own iterations.
 
 Per variant: the mean minibatch loss over its SGD steps, the loss over all rows
 (normalised actions, as the training step reports it), the fit's wall-clock, the policy's
@@ -68,6 +74,14 @@ def parse_variant(text: str) -> tuple[str, dict[str, object], int]:
         raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE,...:STEPS ({e})") from None
 
 
+def parse_pool(text: str) -> tuple[pathlib.Path, int]:
+    """``RUN_DIR[:FIRST_ITERATION]`` -> (run directory, first iteration kept, 0 by default)."""
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isdigit():
+        return pathlib.Path(head), int(tail)
+    return pathlib.Path(text), 0
+
+
 LR_CHUNKS = 10
 
 
@@ -116,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", type=pathlib.Path)
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--variant", action="append", default=None)
+    p.add_argument("--pool", action="append", default=[], metavar="RUN_DIR[:FIRST_ITERATION]")
     p.add_argument("--out", type=pathlib.Path, default=None)
     args = p.parse_args(argv)
+    pools = [parse_pool(text) for text in args.pool]
 
     import jax
     import jax.numpy as jnp
@@ -133,8 +149,34 @@ def main(argv: list[str] | None = None) -> int:
     cfg, st = load_checkpoint(args.run_dir)
     task = build_task(cfg)
     n = int(st.dataset.size)
-    obs, act = st.dataset.obs[:n], st.dataset.actions[:n]
+    obs, act = np.asarray(st.dataset.obs[:n]), np.asarray(st.dataset.actions[:n])
     src = np.asarray(st.dataset.source[:n])
+    it = np.asarray(st.dataset.iteration[:n])
+    pooled = []
+    for run_dir, first in pools:
+        pcfg_, pst_ = load_checkpoint(run_dir)
+        if pcfg_.task != cfg.task:
+            raise SystemExit(f"--pool {run_dir}: task {pcfg_.task!r}, not {cfg.task!r}")
+        m = int(pst_.dataset.size)
+        expert = np.asarray(pst_.dataset.source[:m]) == aggregator.SOURCE_EXPERT
+        keep = np.asarray(pst_.dataset.iteration[:m]) >= first
+        if not keep.any():
+            raise SystemExit(f"--pool {run_dir}: no rows of iteration {first} or later")
+        obs = np.concatenate([obs, np.asarray(pst_.dataset.obs[:m])[keep]])
+        act = np.concatenate([act, np.asarray(pst_.dataset.actions[:m])[keep]])
+        src = np.concatenate([src, np.asarray(pst_.dataset.source[:m])[keep]])
+        it = np.concatenate([it, np.asarray(pst_.dataset.iteration[:m])[keep]])
+        pooled.append(
+            {
+                "run_dir": str(run_dir),
+                "first_iteration": first,
+                "iteration": int(pst_.iteration),
+                "rows": int(keep.sum()),
+                "expert_rows": int(np.sum(keep & expert)),
+            }
+        )
+    n = obs.shape[0]
+    obs, act = jnp.asarray(obs), jnp.asarray(act)
 
     keys = episode_keys(args.episodes)
 
@@ -160,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": n,
         "expert_rows": int(np.sum(src == aggregator.SOURCE_EXPERT)),
         "episodes": args.episodes,
+        "pooled": pooled,
         "checkpoint_policy": own,
         "variants": [],
     }
@@ -168,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
         f"(median {own['return_median']:.2f}) success {own['success']}"
     )
     low, high = task.action_low, task.action_high
-    it = np.asarray(st.dataset.iteration[:n])
     for name, over, steps in map(parse_variant, args.variant or DEFAULT_VARIANTS):
         over = dict(over)
         members = int(over.pop("ensemble", 1))

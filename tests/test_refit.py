@@ -61,6 +61,30 @@ def test_refit_ensembles_windows_seeds_and_decay(tiny_run, tmp_path):
         refit.main([str(tiny_run), "--episodes", "1", "--variant", "odd:lr_end=1e-4:15"])
 
 
+def test_refit_pools_the_rows_of_other_runs(tiny_run, tmp_path):
+    _, state = load_checkpoint(tiny_run)
+    n = int(state.dataset.size)
+    expert = int(np.sum(np.asarray(state.dataset.source[:n]) == aggregator.SOURCE_EXPERT))
+    out = tmp_path / "pooled.json"
+    args = [str(tiny_run), "--episodes", "1", "--variant", "all::5", "--variant", "expert::5"]
+    assert refit.main([*args, "--pool", f"{tiny_run}:0", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert (r["rows"], r["expert_rows"]) == (2 * n, 2 * expert)
+    assert r["pooled"] == [
+        {
+            "run_dir": str(tiny_run),
+            "first_iteration": 0,
+            "iteration": 1,
+            "rows": n,
+            "expert_rows": expert,
+        }
+    ]
+    assert [v["rows"] for v in r["variants"]] == [2 * n, 2 * expert]
+    assert refit.parse_pool("runs/a:b") == (pathlib.Path("runs/a:b"), 0)
+    with pytest.raises(SystemExit, match="no rows of iteration 1"):
+        refit.main([str(tiny_run), "--episodes", "1", "--pool", f"{tiny_run}:1"])
+
+
 def test_an_ensemble_is_one_wide_policy_acting_with_the_mean_output():
     import jax
     import jax.numpy as jnp
