@@ -33,7 +33,10 @@ none), and some that are not policy settings:
   and later instead);
 - ``seed=S``: another initial network and minibatch sequence;
 - ``lr_end=X``: the step size decayed geometrically from the policy's learning rate to X
-  over the fit (in ten equal chunks).
+  over the fit (in ten equal chunks);
+- ``up=K,up_col=I,up_below=X``: rows whose observation column I is below X drawn K times
+  as often as the others (on the door, column 28 is the hinge angle: ``up_below=0.2``
+  oversamples the rows before the door opens, the reach, the grasp and the pull).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, object], int]:
             key, value = item.split("=")
             if key == "hidden":
                 overrides[key] = tuple(int(x) for x in value.split("x"))
-            elif key in ("batch_size", "ensemble", "since", "seed", "norm_since"):
+            elif key in ("batch_size", "ensemble", "since", "seed", "norm_since", "up_col"):
                 overrides[key] = int(value)
             else:
                 overrides[key] = float(value)
@@ -218,15 +221,30 @@ def main(argv: list[str] | None = None) -> int:
         seed = int(over.pop("seed", 0))
         norm_since = int(over.pop("norm_since", since))
         lr_end = over.pop("lr_end", None)
+        up = float(over.pop("up", 1.0))
+        up_col = int(over.pop("up_col", 0))
+        up_below = float(over.pop("up_below", 0.0))
         pcfg = dataclasses.replace(cfg.policy, **over)
         sources = (src == aggregator.SOURCE_EXPERT) if "expert" in name else np.ones(n, bool)
         keep = sources & (it >= since)
         if not keep.any():
             raise SystemExit(f"--variant {name!r}: no rows of iteration {since} or later")
         o, a = obs[keep], act[keep]
+        if not up > 0:
+            raise SystemExit(f"--variant {name!r}: up must be > 0, got {up}")
+        if not 0 <= up_col < o.shape[1]:
+            raise SystemExit(f"--variant {name!r}: up_col {up_col} not in [0, {o.shape[1]})")
+        low_rows = o[:, up_col] < up_below
+        cdf = jnp.cumsum(jnp.where(low_rows, up, 1.0))
+        cdf = cdf / cdf[-1]
+        upweighted = int(jnp.sum(low_rows)) if up != 1.0 else 0
 
-        def sample(k, o=o, a=a, bs=pcfg.batch_size):
-            i = jax.random.randint(k, (bs,), 0, o.shape[0])
+        def sample(k, o=o, a=a, bs=pcfg.batch_size, cdf=cdf, up=up):
+            if up == 1.0:
+                i = jax.random.randint(k, (bs,), 0, o.shape[0])
+            else:  # row i with probability proportional to its weight
+                u = jax.random.uniform(k, (bs,))
+                i = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), o.shape[0] - 1)
             return o[i], a[i], jnp.ones(bs)
 
         t0 = time.perf_counter()
@@ -270,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             fit_s=fit_s,
             seed=seed,
             lr_end=lr_end,
+            upweight=up,
+            upweighted_rows=upweighted,
             policy_return=res["return"],
             policy_return_median=res["return_median"],
             policy_returns=res["returns"],

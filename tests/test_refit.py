@@ -57,6 +57,10 @@ def test_refit_ensembles_windows_seeds_and_decay(tiny_run, tmp_path):
         assert np.isfinite([v["train_loss"], v["all_rows_loss"], v["policy_return"]]).all()
     with pytest.raises(SystemExit, match="no rows of iteration 5"):
         refit.main([str(tiny_run), "--episodes", "1", "--variant", "none:since=5:5"])
+    with pytest.raises(SystemExit, match="up_col 99"):
+        refit.main([str(tiny_run), "--episodes", "1", "--variant", "x:up=2,up_col=99:5"])
+    with pytest.raises(SystemExit, match="up must be > 0"):
+        refit.main([str(tiny_run), "--episodes", "1", "--variant", "x:up=0:5"])
     with pytest.raises(SystemExit, match="divisible"):
         refit.main([str(tiny_run), "--episodes", "1", "--variant", "odd:lr_end=1e-4:15"])
 
@@ -80,6 +84,22 @@ def test_refit_pools_the_rows_of_other_runs(tiny_run, tmp_path):
         }
     ]
     assert [v["rows"] for v in r["variants"]] == [2 * n, 2 * expert]
+    assert [v["upweighted_rows"] for v in r["variants"]] == [0, 0]
+
+
+def test_refit_oversamples_the_rows_below_a_threshold(tiny_run, tmp_path):
+    _, state = load_checkpoint(tiny_run)
+    n = int(state.dataset.size)
+    col = np.asarray(state.dataset.obs[:n])[:, 0]
+    cut = float(np.median(col))
+    out = tmp_path / "up.json"
+    variant = f"up:up=4,up_col=0,up_below={cut}:5"
+    assert (
+        refit.main([str(tiny_run), "--episodes", "1", "--variant", variant, "--out", str(out)]) == 0
+    )
+    (v,) = json.loads(out.read_text())["variants"]
+    assert (v["upweight"], v["upweighted_rows"]) == (4.0, int(np.sum(col < cut)))
+    assert v["policy"] == {} and np.isfinite(v["all_rows_loss"])
     assert refit.parse_pool("runs/a:b") == (pathlib.Path("runs/a:b"), 0)
     with pytest.raises(SystemExit, match="no rows of iteration 1"):
         refit.main([str(tiny_run), "--episodes", "1", "--pool", f"{tiny_run}:1"])
