@@ -18,6 +18,11 @@ For each checkpoint of a ``door`` run:
    the checkpoint policy's loss on them (mean squared difference of normalised actions, as
    the training step reports its loss): does the policy fit the rows where the door is
    still shut, the ones that teach it to open it?
+3. per expert episode in that dataset (its rows are stored episode after episode, as the
+   training step adds them): the first step whose latch is past ``--latch`` rad and the
+   first whose hinge is past ``--open`` rad (None where it never is), and over the
+   episodes that reach both, the steps between them: how many rows of each expert episode
+   show the pull that follows the latch.
 
 The observation layout is the door task's (``apexjax.envs.tasks.door.Door.observation``):
 latch at index 27, hinge at 28, palm minus handle at 35-37. Prints a few lines per
@@ -70,6 +75,39 @@ def group_loss(config, state, rows):
         pol.action_low,
         pol.action_high,
     )
+
+
+def expert_phases(rows, source, iteration, num_envs: int, args) -> list[dict]:
+    """Per expert episode of a dataset (``num_envs`` episodes per iteration, each one's rows
+    contiguous): its iteration, the first step with the latch past ``args.latch`` and the
+    first with the hinge past ``args.open`` (None where never)."""
+    import numpy as np
+
+    from apexjax import aggregator
+
+    out = []
+    for it in np.unique(iteration):
+        sel = (source == aggregator.SOURCE_EXPERT) & (iteration == it)
+        if not sel.any():
+            continue
+        if sel.sum() % num_envs:
+            raise SystemExit(
+                f"iteration {int(it)}: {int(sel.sum())} expert rows are not {num_envs} episodes"
+            )
+        for ep in rows[sel].reshape(num_envs, -1, rows.shape[1]):
+            latch = np.flatnonzero(ep[:, LATCH] > args.latch)
+            hinge = np.flatnonzero(ep[:, HINGE] > args.open)
+            first = [int(x[0]) if x.size else None for x in (latch, hinge)]
+            out.append(
+                {
+                    "iteration": int(it),
+                    "steps": int(ep.shape[0]),
+                    "latch_step": first[0],
+                    "open_step": first[1],
+                    "pull_steps_known": None not in first and first[1] >= first[0],
+                }
+            )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                         round(float(group_loss(config, state, sel)), 5) if sel.any() else None
                     ),
                 }
+        phases = expert_phases(rows, source, np.asarray(data.iteration[:n]), config.num_envs, args)
+        pulls = [e["open_step"] - e["latch_step"] for e in phases if e["pull_steps_known"]]
         record = {
             "checkpoint": ck,
             "iteration": int(state.iteration),
@@ -180,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             "door_opened": int(np.sum(np.array(episodes["hinge_max"]) > args.open)),
             "episodes": episodes,
             "dataset": groups,
+            "expert_episodes": phases,
+            "expert_pull_steps": pulls,
         }
         results.append(record)
         print(
@@ -191,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, g in groups.items():
             print(f"  {name}: {g}")
+        print(f"  expert episodes: {len(phases)}, steps from latch to open: {pulls}")
 
     if args.out is not None:
         result = {
