@@ -133,6 +133,12 @@ def make_train_step(
             f"TrainConfig.dagger_segment: {config.dagger_segment} is longer than the "
             f"{T}-step episode; use 1..{T}, or 0 for DAgger episodes from a reset"
         )
+    if config.dagger_segment_starts > T:
+        raise ConfigError(
+            f"TrainConfig.dagger_segment_starts: {config.dagger_segment_starts} is longer than "
+            f"the {T}-step episode; use 1..{T}, or 0 for starts from every step"
+        )
+    S = config.dagger_segment_starts or T  # segments start at the expert's first S steps
     mesh = make_mesh(config.num_devices) if config.num_devices > 1 else None
     if batched:
         relabelled = episode_fns(config, task).relabelled
@@ -197,7 +203,7 @@ def make_train_step(
         outs = []
         if segmented:
             expert, starts = run_recorded(pol, jax.random.split(k_exp, E), lam0, on, warm)
-            flat = jax.tree.map(lambda x: x.reshape(E * T, *x.shape[2:]), starts)
+            flat = jax.tree.map(lambda x: x[:, :S].reshape(E * S, *x.shape[2:]), starts)
             dagger = run_restarted(pol, jax.random.split(k_dag, E), lam0, on, flat, warm)
             outs += [expert, dagger]
         if looped:

@@ -78,6 +78,11 @@ class TrainConfig:
         go to the policy's mistakes along the whole expert trajectory (its later phases
         included, as a curriculum on a sparse task), and a policy caught in an absorbing
         state spends at most L steps there. Needs expert data and sequential relabelling.
+      dagger_segment_starts: with ``dagger_segment`` > 0, draw the segments' start states
+        from the first ``dagger_segment_starts`` steps of each expert episode only (0, the
+        default: from all T). On a task decided early in the episode (the door's latch and
+        pull come in its first 20-70 of 200 steps) this puts the DAgger labels where the
+        task is decided instead of where it is already done.
       label: the dataset's target at each labelled state. ``"executed"``: the action the
         guided planner executes (its best sequence's first action under the planner's
         ``execute="best"``), the paper's choice. ``"mean"``: the first action of the
@@ -136,6 +141,7 @@ class TrainConfig:
     dagger: bool = True
     relabel: Literal["sequential", "batched"] = "sequential"
     dagger_segment: int = 0
+    dagger_segment_starts: int = 0
     warm_start: Literal["planner", "policy"] = "planner"
     warm_start_after: int = 1
     label: Literal["executed", "mean"] = "executed"
@@ -159,6 +165,7 @@ class TrainConfig:
             "num_envs": 1,
             "episode_length": 0,
             "dagger_segment": 0,
+            "dagger_segment_starts": 0,
             "warm_start_after": 0,
             "policy_candidates": 0,
             "sgd_steps": 1,
@@ -203,6 +210,11 @@ class TrainConfig:
                 f"TrainConfig.dagger_segment: {self.dagger_segment} starts DAgger segments at "
                 "states of the expert episodes, so it needs dagger=True and expert_data=True; "
                 "use 0 (DAgger episodes from a reset)"
+            )
+        if self.dagger_segment_starts and not self.dagger_segment:
+            raise ConfigError(
+                f"TrainConfig.dagger_segment_starts: {self.dagger_segment_starts} picks where "
+                "DAgger segments start, so it needs dagger_segment > 0; use 0"
             )
         if self.dagger_segment and self.relabel == "batched":
             raise ConfigError(

@@ -29,6 +29,13 @@ def test_config_checks():
     config = tiny_config(dagger_segment=T + 1)
     with pytest.raises(ConfigError, match="longer than the 6-step episode"):
         make_train_step(config, build_task(config))
+    with pytest.raises(ConfigError, match="dagger_segment_starts: expected an int >= 0"):
+        tiny_config(dagger_segment=2, dagger_segment_starts=-1)
+    with pytest.raises(ConfigError, match="needs dagger_segment > 0"):
+        tiny_config(dagger_segment_starts=2)
+    config = tiny_config(dagger_segment=2, dagger_segment_starts=T + 1)
+    with pytest.raises(ConfigError, match="dagger_segment_starts: 7 is longer than the 6-step"):
+        make_train_step(config, build_task(config))
 
 
 def _rows(config):
@@ -63,3 +70,15 @@ def test_segments_start_at_states_the_expert_visited(task):
         plain_expert, plain_dagger, _ = _rows(plain)
         np.testing.assert_array_equal(expert, plain_expert)
         assert not np.array_equal(dagger, plain_dagger)
+
+
+def test_segments_start_within_the_expert_episodes_first_steps():
+    """``dagger_segment_starts=S``: every segment starts at a state of the first S steps of
+    an expert episode (pure JAX; the draw is the same code on every backend)."""
+    S = 2
+    config = tiny_config("point_mass", dagger_segment=L, dagger_segment_starts=S)
+    expert, dagger, metrics = _rows(config)
+    early = expert.reshape(E, T, -1)[:, :S].reshape(E * S, -1)  # rows are episode-major
+    for i in range(0, E * T, L):
+        assert np.any(np.all(early == dagger[i], axis=1)), f"row {i}: not an early expert state"
+    assert np.isfinite(metrics["loss"])
