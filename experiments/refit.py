@@ -149,35 +149,34 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks._common import save_results
     from experiments.checkpoint_evals import episode_keys
 
+    def rows(dataset, first: int = 0) -> list[np.ndarray]:
+        """(obs, actions, source, iteration) of a dataset's rows of iteration ``first`` on."""
+        m = int(dataset.size)
+        cols = [np.asarray(x[:m]) for x in (dataset.obs, dataset.actions, dataset.source)]
+        cols.append(np.asarray(dataset.iteration[:m]))
+        return [x[cols[3] >= first] for x in cols]
+
     cfg, st = load_checkpoint(args.run_dir)
     task = build_task(cfg)
-    n = int(st.dataset.size)
-    obs, act = np.asarray(st.dataset.obs[:n]), np.asarray(st.dataset.actions[:n])
-    src = np.asarray(st.dataset.source[:n])
-    it = np.asarray(st.dataset.iteration[:n])
-    pooled = []
+    parts, pooled = [rows(st.dataset)], []
     for run_dir, first in pools:
-        pcfg_, pst_ = load_checkpoint(run_dir)
-        if pcfg_.task != cfg.task:
-            raise SystemExit(f"--pool {run_dir}: task {pcfg_.task!r}, not {cfg.task!r}")
-        m = int(pst_.dataset.size)
-        expert = np.asarray(pst_.dataset.source[:m]) == aggregator.SOURCE_EXPERT
-        keep = np.asarray(pst_.dataset.iteration[:m]) >= first
-        if not keep.any():
+        other_cfg, other = load_checkpoint(run_dir)
+        if other_cfg.task != cfg.task:
+            raise SystemExit(f"--pool {run_dir}: task {other_cfg.task!r}, not {cfg.task!r}")
+        part = rows(other.dataset, first)
+        if not part[0].shape[0]:
             raise SystemExit(f"--pool {run_dir}: no rows of iteration {first} or later")
-        obs = np.concatenate([obs, np.asarray(pst_.dataset.obs[:m])[keep]])
-        act = np.concatenate([act, np.asarray(pst_.dataset.actions[:m])[keep]])
-        src = np.concatenate([src, np.asarray(pst_.dataset.source[:m])[keep]])
-        it = np.concatenate([it, np.asarray(pst_.dataset.iteration[:m])[keep]])
+        parts.append(part)
         pooled.append(
             {
                 "run_dir": str(run_dir),
                 "first_iteration": first,
-                "iteration": int(pst_.iteration),
-                "rows": int(keep.sum()),
-                "expert_rows": int(np.sum(keep & expert)),
+                "iteration": int(other.iteration),
+                "rows": int(part[0].shape[0]),
+                "expert_rows": int(np.sum(part[2] == aggregator.SOURCE_EXPERT)),
             }
         )
+    obs, act, src, it = (np.concatenate(x) for x in zip(*parts, strict=True))
     n = obs.shape[0]
     obs, act = jnp.asarray(obs), jnp.asarray(act)
 

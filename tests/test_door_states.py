@@ -59,13 +59,12 @@ def test_door_states_reads_episodes_and_dataset_phases(door_run, tmp_path):
     # the counts are the episodes past each threshold: below any angle, every episode counts
     assert r["latch"] == -10 and c["latch_turned"] == 2 and c["door_opened"] == 2
     assert c["distance_min_median"] == pytest.approx(np.median(c["episodes"]["distance_min"]))
-    _, state = load_checkpoint(door_run)
+    cfg, state = load_checkpoint(door_run)
     g = c["dataset"]
     # every hinge angle lies above -1 rad: with --open -1 every row counts as open
     assert g["expert_shut"]["rows"] == g["dagger_shut"]["rows"] == 0
     assert g["expert_open"]["rows"] + g["dagger_open"]["rows"] == int(state.dataset.size)
     assert g["expert_shut"]["policy_loss"] is None and g["expert_open"]["policy_loss"] >= 0
-    cfg, _ = load_checkpoint(door_run)
     # below any angle, every expert episode is latched and open from its first row
     assert [(e["latch_step"], e["open_step"], e["steps"]) for e in c["expert_episodes"]] == [
         (0, 0, 8)
